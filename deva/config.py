@@ -1,0 +1,52 @@
+"""TrackerConfig: every knob of the tracking schedule and fusion, with DEVA-SPEC defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from deva.errors import DevaError
+
+Mode = Literal["online"]
+MODES: tuple[str, ...] = ("online",)
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    """Frozen settings of one tracking run (spec Appendix A defaults).
+
+    mode: "online" merges each detection frame's own segmentation with the propagation.
+    detect_every: query the image segmenter every this many frames (spec: detection_every = 5).
+        Lower = more reactive to new objects and more image-model cost.
+    max_missed: delete an object after more than this many consecutive detection frames in
+        which it was not re-detected (spec: max_missed_detection_count = 5). Higher = objects
+        survive longer through missed detections, and so do false positives.
+    max_objects: at most this many tracked objects; 0 = unlimited. Overflowing new segments are
+        dropped, smallest first (tracked objects still match; see README "deviations").
+    incremental: count a miss only if the object vanished from the propagation too (use with
+        segmenters that only look where nothing is tracked, e.g. automatic SAM).
+    iou_threshold: association IoU between a tracked object and a new segment (spec: > 0.5).
+    size: short side of the working resolution for propagation; -1 = native.
+    """
+
+    mode: Mode = "online"
+    detect_every: int = 5
+    max_missed: int = 5
+    max_objects: int = 0
+    incremental: bool = False
+    iou_threshold: float = 0.5
+    size: int = 480
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise DevaError(f"unknown mode {self.mode!r}; available: {', '.join(MODES)}")
+        if self.detect_every < 1:
+            raise DevaError(f"detect_every must be >= 1, got {self.detect_every}")
+        if self.max_missed < 0:
+            raise DevaError(f"max_missed must be >= 0, got {self.max_missed}")
+        if self.max_objects < 0:
+            raise DevaError(f"max_objects must be >= 0 (0 = unlimited), got {self.max_objects}")
+        if not 0.0 <= self.iou_threshold < 1.0:
+            raise DevaError(f"iou_threshold must be in [0, 1), got {self.iou_threshold}")
+        if self.size != -1 and self.size < 16:
+            raise DevaError(f"size must be -1 (native) or >= 16, got {self.size}")
