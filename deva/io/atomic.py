@@ -33,5 +33,7 @@ def ensure_writable_dir(path: str | Path) -> Path:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as err:
-        raise DevaError(f"output folder {directory} is not writable: {err.strerror or err}") from err
+        raise DevaError(
+            f"output folder {directory} is not writable: {err.strerror or err}"
+        ) from err
     return directory

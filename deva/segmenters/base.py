@@ -21,7 +21,7 @@ class ImageSegmenter(Protocol):
         """Segment one frame.
 
         image: (H, W, 3) uint8 RGB at native resolution; the result has the same (H, W).
-        frame_index: position of the frame in the video (precomputed segmenters look files up by it).
+        frame_index: position of the frame in the video (precomputed segmenters look it up).
         unsegmented: optional (H, W) bool, True where nothing is tracked yet, so automatic modes
             can prompt only there.
         """
