@@ -2,7 +2,7 @@
 
 from deva.config import TrackerConfig
 from deva.errors import DevaError
-from deva.types import Frame, FrameResult, ObjectInfo, SegmentInfo, Segmentation
+from deva.types import Frame, FrameResult, ObjectInfo, Segmentation, SegmentInfo
 
 __all__ = [
     "DevaError",

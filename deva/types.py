@@ -116,7 +116,7 @@ class Frame:
 def object_infos(
     ids: np.ndarray, meta: Sequence[tuple[int, int | None, float | None]]
 ) -> tuple[ObjectInfo, ...]:
-    """ObjectInfo (area, bbox) for every object of ``meta`` = (id, category, score) present in ids."""
+    """ObjectInfo (area, bbox) of every object in ``meta`` = (id, category, score) found in ids."""
     infos = []
     for object_id, category_id, score in meta:
         ys, xs = np.nonzero(ids == object_id)

@@ -52,7 +52,7 @@ def read_id_png(path: str | Path) -> np.ndarray:
 
 
 def encode_id_image(ids: np.ndarray) -> Image.Image:
-    """The smallest lossless PNG image for ``ids``: palette (<= 255), 16-bit (<= 65535), else RGB."""
+    """The smallest lossless PNG for ``ids``: palette (<= 255), 16-bit (<= 65535), else RGB."""
     if ids.ndim != 2:
         raise DevaError(f"id map must be 2-D, got shape {ids.shape}")
     if ids.size and int(ids.min()) < 0:

@@ -90,7 +90,8 @@ class PrecomputedSegmenter:
         if self._pngs is None:
             from deva.io.frames import natural_sort_key
 
-            self._pngs = sorted(self.mask_root.glob("*.png"), key=lambda p: natural_sort_key(p.name))
+            pngs = self.mask_root.glob("*.png")
+            self._pngs = sorted(pngs, key=lambda p: natural_sort_key(p.name))
         if frame_index >= len(self._pngs):
             return f"<missing frame {frame_index}>"
         return self._pngs[frame_index].stem
