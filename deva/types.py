@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -111,21 +110,6 @@ class Frame:
     @property
     def shape(self) -> tuple[int, int]:
         return (int(self.image.shape[0]), int(self.image.shape[1]))
-
-
-def object_infos(
-    ids: np.ndarray, meta: Sequence[tuple[int, int | None, float | None]]
-) -> tuple[ObjectInfo, ...]:
-    """ObjectInfo (area, bbox) of every object in ``meta`` = (id, category, score) found in ids."""
-    infos = []
-    for object_id, category_id, score in meta:
-        ys, xs = np.nonzero(ids == object_id)
-        if len(ys) == 0:
-            continue
-        x0, y0 = int(xs.min()), int(ys.min())
-        bbox = (x0, y0, int(xs.max()) - x0 + 1, int(ys.max()) - y0 + 1)
-        infos.append(ObjectInfo(object_id, category_id, score, int(len(ys)), bbox))
-    return tuple(infos)
 
 
 def _describe(value: object) -> str:
