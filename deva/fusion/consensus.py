@@ -69,21 +69,19 @@ def match_segments(
     for position, segment in enumerate(segments, start=1):
         by_frame.setdefault(segment.frame, []).append(position)
     frames = sorted(by_frame)
+    groups = np.asarray([_group_code(s.info.is_thing) for s in segments])
     for a_pos, i in enumerate(frames):
         for j in frames[a_pos + 1 :]:
-            a_ids, b_ids = by_frame[i], by_frame[j]
+            a_ids, b_ids = np.asarray(by_frame[i]), np.asarray(by_frame[j])
             inter, a_area, b_area = overlap_counts(maps[i], a_ids, maps[j], b_ids)
             union = a_area[:, None] + b_area[None, :] - inter
             pair_iou = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
-            taken: set[int] = set()
-            for row, a in enumerate(a_ids):
-                for column, b in enumerate(b_ids):
-                    same_group = segments[a - 1].info.is_thing == segments[b - 1].info.is_thing
-                    if b in taken or not same_group or pair_iou[row, column] <= iou_threshold:
-                        continue
-                    iou[a - 1, b - 1] = iou[b - 1, a - 1] = pair_iou[row, column]
-                    taken.add(b)
-                    break
+            eligible = (pair_iou > iou_threshold) & (
+                groups[a_ids - 1][:, None] == groups[b_ids - 1][None, :]
+            )
+            for row, column in _first_unique_matches(eligible):
+                a, b = a_ids[row] - 1, b_ids[column] - 1
+                iou[a, b] = iou[b, a] = pair_iou[row, column]
     return iou
 
 
@@ -135,14 +133,10 @@ def consensus(aligned: Sequence[Segmentation], *, iou_threshold: float = 0.5) ->
         return Consensus(Segmentation.empty(height, width), {})
     iou = match_segments(maps, segments, iou_threshold=iou_threshold)
     chosen = select(iou)
-    areas = [int((maps[s.frame] == position).sum()) for position, s in enumerate(segments, 1)]
-    canvas = np.zeros((height, width), dtype=np.int32)
-    order = sorted(np.flatnonzero(chosen), key=lambda k: -areas[k])
-    for k in order:
-        canvas[maps[segments[k].frame] == k + 1] = k + 1
+    canvas = paint_selected(maps, segments, chosen)
     present = set(np.unique(canvas).tolist())
     infos, votes = [], {}
-    for k in sorted(np.flatnonzero(chosen)):
+    for k in np.flatnonzero(chosen):
         if k + 1 not in present:
             continue
         own = segments[k].info
@@ -150,3 +144,47 @@ def consensus(aligned: Sequence[Segmentation], *, iou_threshold: float = 0.5) ->
         partners = [segments[b].info for b in np.flatnonzero(iou[k] > 0)]
         votes[int(k + 1)] = (own, *partners)
     return Consensus(Segmentation(canvas, tuple(infos)), votes)
+
+
+def paint_selected(
+    maps: Sequence[np.ndarray], segments: Sequence[ClipSegment], chosen: np.ndarray
+) -> np.ndarray:
+    """Paint the chosen segments in descending area, so smaller ones win overlaps (equal
+    areas: the later segment wins). Each pixel takes its highest-ranked covering segment,
+    which is what painting in that order leaves, in one pass per frame."""
+    count = len(segments)
+    areas = np.zeros(count + 1, dtype=np.int64)
+    for frame_map in maps:
+        areas += np.bincount(frame_map.ravel(), minlength=count + 1)[: count + 1]
+    picked = np.flatnonzero(chosen) + 1
+    order = picked[np.argsort(-areas[picked], kind="stable")]
+    rank = np.zeros(count + 1, dtype=np.int64)
+    rank[order] = np.arange(1, len(order) + 1)
+    best_rank = np.zeros(maps[0].shape, dtype=np.int64)
+    canvas = np.zeros(maps[0].shape, dtype=np.int32)
+    for frame_map in maps:
+        frame_rank = rank[frame_map]
+        wins = frame_rank > best_rank
+        best_rank[wins] = frame_rank[wins]
+        canvas[wins] = frame_map[wins]
+    return canvas
+
+
+def _first_unique_matches(eligible: np.ndarray) -> list[tuple[int, int]]:
+    """Per row (list order), the first column not taken by an earlier row (spec §3.5 step 3)."""
+    rows, cols = np.nonzero(eligible)
+    if len(set(rows.tolist())) == len(rows) and len(set(cols.tolist())) == len(cols):
+        return list(zip(rows.tolist(), cols.tolist(), strict=True))  # IoU > 0.5: always unique
+    taken: set[int] = set()
+    matches = []
+    for row in range(eligible.shape[0]):
+        for column in np.flatnonzero(eligible[row]):
+            if int(column) not in taken:
+                matches.append((row, int(column)))
+                taken.add(int(column))
+                break
+    return matches
+
+
+def _group_code(is_thing: bool | None) -> int:
+    return {None: 0, False: 1, True: 2}[is_thing]
