@@ -7,17 +7,25 @@ from typing import Literal
 
 from deva.errors import DevaError
 
-Mode = Literal["online"]
-MODES: tuple[str, ...] = ("online",)
+Mode = Literal["semionline", "online"]
+MODES: tuple[str, ...] = ("semionline", "online")
+Keyframe = Literal["first", "middle"]
+KEYFRAMES: tuple[str, ...] = ("first", "middle")
 
 
 @dataclass(frozen=True)
 class TrackerConfig:
     """Frozen settings of one tracking run (spec Appendix A defaults).
 
-    mode: "online" merges each detection frame's own segmentation with the propagation.
-    detect_every: query the image segmenter every this many frames (spec: detection_every = 5).
-        Lower = more reactive to new objects and more image-model cost.
+    mode: "semionline" (default) segments a clip of ``clip_size`` frames every ``detect_every``
+        frames, votes an in-clip consensus at the keyframe and merges it with the propagation;
+        outputs lag by clip_size - 1 frames. "online" merges each detection frame's own
+        segmentation (a clip of one frame): no lag, noisier.
+    detect_every: start a clip (query the image segmenter) every this many frames
+        (spec: detection_every = 5). Lower = more reactive to new objects, more model cost.
+    clip_size: frames per clip in semi-online mode (spec: num_voting_frames = 3); capped at
+        detect_every. More frames = more robust votes, more image-model calls and lag.
+    keyframe: where in the clip the consensus is merged: "first" (spec default) or "middle".
     max_missed: delete an object after more than this many consecutive detection frames in
         which it was not re-detected (spec: max_missed_detection_count = 5). Higher = objects
         survive longer through missed detections, and so do false positives.
@@ -29,17 +37,35 @@ class TrackerConfig:
     size: short side of the working resolution for propagation; -1 = native.
     """
 
-    mode: Mode = "online"
+    mode: Mode = "semionline"
     detect_every: int = 5
+    clip_size: int = 3
+    keyframe: Keyframe = "first"
     max_missed: int = 5
     max_objects: int = 0
     incremental: bool = False
     iou_threshold: float = 0.5
     size: int = 480
 
+    @property
+    def frames_per_clip(self) -> int:
+        """Frames segmented per clip: 1 online, else clip_size capped at detect_every."""
+        return 1 if self.mode == "online" else min(self.clip_size, self.detect_every)
+
+    @property
+    def keyframe_offset(self) -> int:
+        """Position of the keyframe inside a full clip."""
+        return 0 if self.keyframe == "first" else self.frames_per_clip // 2
+
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise DevaError(f"unknown mode {self.mode!r}; available: {', '.join(MODES)}")
+        if self.keyframe not in KEYFRAMES:
+            raise DevaError(
+                f"unknown keyframe {self.keyframe!r}; available: {', '.join(KEYFRAMES)}"
+            )
+        if self.clip_size < 1:
+            raise DevaError(f"clip_size must be >= 1, got {self.clip_size}")
         if self.detect_every < 1:
             raise DevaError(f"detect_every must be >= 1, got {self.detect_every}")
         if self.max_missed < 0:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import DAVIS as DAVIS16
 from PIL import Image
 
 from deva.errors import DevaError
@@ -19,8 +20,6 @@ from deva.eval.davis import (
     tolerance_radius,
 )
 from deva.io.masks import write_id_png
-
-DAVIS16 = Path("/work/shared/data/davis16-dev")
 
 
 def square(top: int, left: int, size: int = 4, shape: tuple[int, int] = (10, 10)) -> np.ndarray:
@@ -364,7 +363,6 @@ def test_runner_errors(dataset: Path, tmp_path: Path) -> None:
 # --- real data ---------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not DAVIS16.is_dir(), reason="DAVIS-2016 sample data not available")
 def test_real_ground_truth_against_itself() -> None:
     annotations = DAVIS16 / "Annotations" / "480p"
     report = evaluate_davis(annotations, DAVIS16, task="semi-supervised", sequences=["blackswan"])

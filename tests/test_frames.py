@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import DAVIS
 from PIL import Image
 
 from deva.errors import DevaError
@@ -17,8 +18,7 @@ from deva.io.frames import (
     short_side_shape,
 )
 
-BLACKSWAN = Path("/work/shared/data/davis16-dev/JPEGImages/480p/blackswan")
-needs_davis = pytest.mark.skipif(not BLACKSWAN.is_dir(), reason="DAVIS sample clip not present")
+BLACKSWAN = DAVIS / "JPEGImages" / "480p" / "blackswan"
 
 
 def _image(height: int, width: int, seed: int) -> np.ndarray:
@@ -108,7 +108,6 @@ def test_generator_source_unknown_length_and_read_once() -> None:
         list(source)
 
 
-@needs_davis
 def test_davis_clip_as_folder_and_glob() -> None:
     folder = open_frames(BLACKSWAN)
     globbed = open_frames(str(BLACKSWAN / "*.jpg"))

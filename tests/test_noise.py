@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import DAVIS
 from PIL import Image
 
 from deva.errors import DevaError
@@ -15,7 +16,6 @@ from deva.eval.noise import NoiseModel, make_noisy_detection, write_noisy_detect
 from deva.io.masks import read_id_png, write_id_png
 from deva.types import Segmentation
 
-DAVIS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "davis16-dev"
 CLEAN = NoiseModel.clean()
 
 
@@ -180,7 +180,6 @@ def test_write_needs_ground_truth_files(tmp_path: Path) -> None:
         write_noisy_detections(tmp_path, tmp_path / "out", NoiseModel(), seed=0)
 
 
-@pytest.mark.skipif(not DAVIS.is_dir(), reason="shared DAVIS-16 data not available")
 def test_noise_statistics_on_real_davis_masks() -> None:
     model = NoiseModel(miss_prob=0.3, split_prob=0.4, false_positive_rate=2.0, boundary_noise=2.0)
     paths = sorted((DAVIS / "Annotations" / "480p" / "blackswan").glob("*.png"))[:50]

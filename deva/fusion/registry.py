@@ -77,12 +77,13 @@ class ObjectRegistry:
         """Object id -> is_thing, in tracked order (the input of ``associate``)."""
         return {i: o.is_thing for i, o in self._objects.items()}
 
-    def register(self, info: SegmentInfo) -> int:
-        """A new object seeded with the segment's meta information; returns its id."""
+    def register(self, info: SegmentInfo, *votes: SegmentInfo) -> int:
+        """A new object seeded with the segment's meta (and its consensus partners'); its id."""
         object_id = self._next_id
         self._next_id += 1
         obj = TrackedObject(id=object_id, is_thing=info.is_thing)
-        obj.confirm(info)
+        for vote in (info, *votes):
+            obj.confirm(vote)
         self._objects[object_id] = obj
         return object_id
 

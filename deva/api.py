@@ -1,0 +1,88 @@
+"""The one-call Python API: ``deva.track(video)`` as a notebook would use it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from deva.config import TrackerConfig
+from deva.errors import DevaError
+from deva.io.frames import FrameSource, open_frames
+from deva.propagation.base import Propagator
+from deva.segmenters.base import ImageSegmenter
+from deva.tracker import Tracker
+from deva.types import FrameResult
+
+Source = str | Path | Iterable[np.ndarray]
+
+
+def make_segmenter(
+    name: str, *, source: FrameSource, detections: str | Path | None = None
+) -> ImageSegmenter:
+    """A segmenter by name; ``precomputed`` needs ``detections`` (a folder)."""
+    factories: dict[str, Callable[[], ImageSegmenter]] = {
+        "motion": _motion,
+        "precomputed": lambda: _precomputed(detections, source),
+    }
+    if name not in factories:
+        raise DevaError(f"unknown segmenter {name!r}; available: {', '.join(factories)}")
+    return factories[name]()
+
+
+def make_propagator(name: str) -> Propagator:
+    """A propagator by name (``flow``: optical flow, no weights)."""
+    factories: dict[str, Callable[[], Propagator]] = {"flow": _flow}
+    if name not in factories:
+        raise DevaError(f"unknown propagator {name!r}; available: {', '.join(factories)}")
+    return factories[name]()
+
+
+SEGMENTER_NAMES = ("motion", "precomputed")
+PROPAGATOR_NAMES = ("flow",)
+
+
+def track(
+    source: Source | FrameSource,
+    *,
+    segmenter: str | ImageSegmenter = "motion",
+    propagator: str | Propagator = "flow",
+    detections: str | Path | None = None,
+    config: TrackerConfig | None = None,
+) -> Iterator[FrameResult]:
+    """Track every object in a video; yields one FrameResult per frame as it is processed.
+
+    source: a video file, a folder of frames, a glob, or an iterable of (H, W, 3) RGB arrays.
+    segmenter / propagator: a name (see SEGMENTER_NAMES / PROPAGATOR_NAMES) or your own object
+        following the ImageSegmenter / Propagator protocol.
+    detections: the folder of precomputed detections (implies ``segmenter="precomputed"``).
+    """
+    frames = source if isinstance(source, FrameSource) else open_frames(source)
+    if detections is not None and segmenter == "motion":
+        segmenter = "precomputed"
+    if isinstance(segmenter, str):
+        segmenter = make_segmenter(segmenter, source=frames, detections=detections)
+    if isinstance(propagator, str):
+        propagator = make_propagator(propagator)
+    return Tracker(segmenter, propagator, config).run(frames)
+
+
+def _motion() -> ImageSegmenter:
+    from deva.segmenters.motion import MotionSegmenter
+
+    return MotionSegmenter()
+
+
+def _precomputed(detections: str | Path | None, source: FrameSource) -> ImageSegmenter:
+    from deva.segmenters.precomputed import PrecomputedSegmenter
+
+    if detections is None:
+        raise DevaError("the precomputed segmenter needs --detections DIR")
+    return PrecomputedSegmenter(detections, frame_name=source.name)
+
+
+def _flow() -> Propagator:
+    from deva.propagation.flow import FlowPropagator
+
+    return FlowPropagator()
