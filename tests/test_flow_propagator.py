@@ -134,3 +134,18 @@ def test_small_images_work_and_tiny_ones_are_refused() -> None:
     np.testing.assert_allclose(probs[1], mask[0], atol=1e-6)
     with pytest.raises(DevaError, match="too small"):
         FlowPropagator().propagate(np.zeros((8, 10, 3), np.uint8))
+
+
+def test_min_fragment_removes_small_detached_pieces_only():
+    image = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    masks = np.zeros((1, 64, 64), bool)
+    masks[0, 10:40, 10:40] = True  # main body: 900 px
+    masks[0, 50:53, 50:53] = True  # detached speck: 9 px (1 % of the body)
+    plain, cleaned = FlowPropagator(), FlowPropagator(min_fragment=0.2)
+    for propagator in (plain, cleaned):
+        propagator.propagate(image)
+        propagator.memorize(image, masks, [1])
+    kept = plain.propagate(image).argmax(0) == 1
+    tidy = cleaned.propagate(image).argmax(0) == 1
+    assert kept[51, 51] and not tidy[51, 51]
+    assert tidy[20:30, 20:30].all()
