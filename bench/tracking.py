@@ -148,9 +148,13 @@ def motion_rows(sequences=SEQUENCES, root: Path = DAVIS) -> list[Row]:
         gt = ground_truth(sequence, root)
         tracker = Tracker(MotionSegmenter(), FlowPropagator(), TrackerConfig())
         pred, fps = timed_ids(tracker.run(frames_of(sequence, root)))
-        rows.append(score("deva track (motion + flow), union", sequence, pred, gt, fps, "union"))
         rows.append(
-            score("deva track (motion + flow), best id", sequence, pred, gt, fps, "hungarian")
+            score("deva track defaults (motion + flow), union", sequence, pred, gt, fps, "union")
+        )
+        rows.append(
+            score(
+                "deva track defaults (motion + flow), best id", sequence, pred, gt, fps, "hungarian"
+            )
         )
         segmenter = MotionSegmenter()
         raw = []
