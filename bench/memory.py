@@ -16,10 +16,10 @@ from pathlib import Path
 
 def run_stream(num_frames: int, out_dir: Path) -> dict[str, float]:
     """Track the rendered demo stream of ``num_frames`` frames with every output written."""
+    from deva.api import track_to_folder
     from deva.config import TrackerConfig
     from deva.demo import iter_demo
     from deva.io.frames import open_frames
-    from deva.io.writer import ResultWriter
     from deva.propagation.flow import FlowPropagator
     from deva.segmenters.motion import MotionSegmenter
     from deva.tracker import Tracker
@@ -27,16 +27,7 @@ def run_stream(num_frames: int, out_dir: Path) -> dict[str, float]:
     frames = open_frames(frame for frame, _ in iter_demo(num_frames))
     tracker = Tracker(MotionSegmenter(), FlowPropagator(), TrackerConfig())
     start = time.perf_counter()
-    with ResultWriter(out_dir, fps=frames.fps, video=True) as writer:
-        pending = {}
-
-        def remember():
-            for frame in frames:
-                pending[frame.index] = frame
-                yield frame
-
-        for result in tracker.run(remember()):
-            writer.write(pending.pop(result.frame_index), result)
+    track_to_folder(tracker, frames, out_dir, video=True)
     seconds = time.perf_counter() - start
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"frames": num_frames, "peak_rss_mib": peak_mib, "fps": num_frames / seconds}

@@ -13,7 +13,7 @@ from deva.io.frames import FrameSource, open_frames
 from deva.propagation.base import Propagator
 from deva.segmenters.base import ImageSegmenter
 from deva.tracker import Tracker
-from deva.types import FrameResult
+from deva.types import Frame, FrameResult
 
 Source = str | Path | Iterable[np.ndarray]
 
@@ -66,6 +66,37 @@ def track(
     if isinstance(propagator, str):
         propagator = make_propagator(propagator)
     return Tracker(segmenter, propagator, config).run(frames)
+
+
+def track_to_folder(
+    tracker: Tracker,
+    frames: FrameSource,
+    output: str | Path,
+    *,
+    video: bool = True,
+    on_result: Callable[[FrameResult], None] | None = None,
+) -> int:
+    """Track ``frames`` and write masks/, annotations.json and overlay.mp4 to ``output``.
+
+    Frames are held only until their result comes out (semi-online results lag a clip), so
+    memory stays bounded. ``on_result`` is called after each frame is written (progress bars).
+    Returns the number of frames written.
+    """
+    from deva.io.writer import ResultWriter
+
+    pending: dict[int, Frame] = {}
+
+    def remembered() -> Iterator[Frame]:
+        for frame in frames:
+            pending[frame.index] = frame
+            yield frame
+
+    with ResultWriter(output, fps=frames.fps, video=video) as writer:
+        for result in tracker.run(remembered()):
+            writer.write(pending.pop(result.frame_index), result)
+            if on_result is not None:
+                on_result(result)
+    return writer.num_frames
 
 
 def _motion() -> ImageSegmenter:

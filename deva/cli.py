@@ -6,13 +6,17 @@ import logging
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from deva.config import TrackerConfig
 from deva.errors import DevaError
+
+if TYPE_CHECKING:
+    from deva.io.frames import FrameSource
+    from deva.tracker import Tracker
 
 app = typer.Typer(
     add_completion=False,
@@ -195,7 +199,7 @@ def eval_davis(
     _guarded(run)
 
 
-def _write_run(tracker: object, frames: object, output: Path, *, video: bool) -> int:
+def _write_run(tracker: Tracker, frames: FrameSource, output: Path, *, video: bool) -> int:
     """Track ``frames`` into ``output`` with a progress bar (frames/s); returns frames written."""
     from rich.progress import (
         BarColumn,
@@ -205,7 +209,7 @@ def _write_run(tracker: object, frames: object, output: Path, *, video: bool) ->
         TimeElapsedColumn,
     )
 
-    from deva.io.writer import ResultWriter
+    from deva.api import track_to_folder
 
     columns = (
         TextColumn("[bold]tracking"),
@@ -214,24 +218,14 @@ def _write_run(tracker: object, frames: object, output: Path, *, video: bool) ->
         TextColumn("{task.fields[fps]:.1f} frames/s"),
         TimeElapsedColumn(),
     )
-    with (
-        ResultWriter(output, fps=frames.fps, video=video) as writer,
-        Progress(*columns, console=console, disable=not console.is_terminal) as progress,
-    ):
+    with Progress(*columns, console=console, disable=not console.is_terminal) as progress:
         task = progress.add_task("track", total=frames.num_frames, fps=0.0)
-        frame_iter = iter(frames)
-        frame_of: dict[int, object] = {}
 
-        def remembered():
-            for frame in frame_iter:
-                frame_of[frame.index] = frame
-                yield frame
+        def advance(_: object) -> None:
+            done = progress.tasks[0].completed + 1
+            progress.update(task, completed=done, fps=done / (progress.tasks[0].elapsed or 1e-9))
 
-        for result in tracker.run(remembered()):
-            writer.write(frame_of.pop(result.frame_index), result)
-            elapsed = progress.tasks[0].elapsed or 1e-9
-            progress.update(task, advance=1, fps=writer.num_frames / elapsed)
-    return writer.num_frames
+        return track_to_folder(tracker, frames, output, video=video, on_result=advance)
 
 
 def _guarded(run: object) -> None:

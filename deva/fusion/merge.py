@@ -118,9 +118,7 @@ def paint(
     canvas = np.zeros(propagated.shape, dtype=np.int32)
     for group in GROUP_ORDER:
         in_group = [e for e in entries if e[0] == group]
-        for _, _, object_id, source_object, segment_id in sorted(
-            in_group, key=lambda e: -e[1]
-        ):
+        for _, _, object_id, source_object, segment_id in sorted(in_group, key=lambda e: -e[1]):
             if source_object is not None:
                 canvas[propagated == source_object] = object_id
             if segment_id is not None:
