@@ -10,9 +10,10 @@ import numpy as np
 from deva.config import TrackerConfig
 from deva.errors import DevaError
 from deva.io.frames import FrameSource, open_frames
+from deva.io.init_masks import InitMasks
 from deva.propagation.base import Propagator
 from deva.segmenters.base import ImageSegmenter
-from deva.tracker import Tracker
+from deva.tracker import GivenMasks, Tracker
 from deva.types import Frame, FrameResult
 
 Source = str | Path | Iterable[np.ndarray]
@@ -46,9 +47,10 @@ PROPAGATOR_NAMES = ("flow",)
 def track(
     source: Source | FrameSource,
     *,
-    segmenter: str | ImageSegmenter = "motion",
+    segmenter: str | ImageSegmenter | None = "motion",
     propagator: str | Propagator = "flow",
     detections: str | Path | None = None,
+    init_masks: str | Path | None = None,
     config: TrackerConfig | None = None,
 ) -> Iterator[FrameResult]:
     """Track every object in a video; yields one FrameResult per frame as it is processed.
@@ -57,6 +59,8 @@ def track(
     segmenter / propagator: a name (see SEGMENTER_NAMES / PROPAGATOR_NAMES) or your own object
         following the ImageSegmenter / Propagator protocol.
     detections: the folder of precomputed detections (implies ``segmenter="precomputed"``).
+    init_masks: semi-supervised VOS: a folder of palette PNGs named like the frames; with it,
+        ``segmenter=None`` propagates the given objects only.
     """
     frames = source if isinstance(source, FrameSource) else open_frames(source)
     if detections is not None and segmenter == "motion":
@@ -65,7 +69,8 @@ def track(
         segmenter = make_segmenter(segmenter, source=frames, detections=detections)
     if isinstance(propagator, str):
         propagator = make_propagator(propagator)
-    return Tracker(segmenter, propagator, config).run(frames)
+    given = InitMasks(init_masks, frame_name=frames.name) if init_masks is not None else None
+    return Tracker(segmenter, propagator, config).run(frames, given_masks=given)
 
 
 def track_to_folder(
@@ -75,6 +80,7 @@ def track_to_folder(
     *,
     video: bool = True,
     on_result: Callable[[FrameResult], None] | None = None,
+    given_masks: GivenMasks | None = None,
 ) -> int:
     """Track ``frames`` and write masks/, annotations.json and overlay.mp4 to ``output``.
 
@@ -92,7 +98,7 @@ def track_to_folder(
             yield frame
 
     with ResultWriter(output, fps=frames.fps, video=video) as writer:
-        for result in tracker.run(remembered()):
+        for result in tracker.run(remembered(), given_masks=given_masks):
             writer.write(pending.pop(result.frame_index), result)
             if on_result is not None:
                 on_result(result)

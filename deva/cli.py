@@ -16,7 +16,7 @@ from deva.errors import DevaError
 
 if TYPE_CHECKING:
     from deva.io.frames import FrameSource
-    from deva.tracker import Tracker
+    from deva.tracker import GivenMasks, Tracker
 
 app = typer.Typer(
     add_completion=False,
@@ -73,6 +73,14 @@ def track(
         Path | None,
         typer.Option(help="Folder of precomputed detections (official DEVA layout)."),
     ] = None,
+    init_masks: Annotated[
+        Path | None,
+        typer.Option(
+            help="Semi-supervised VOS: folder of palette PNGs named like the frames, giving "
+            "objects (their ids are kept) on the first frame or where new ones appear. Without "
+            "--segmenter/--detections no image segmenter runs."
+        ),
+    ] = None,
     propagator: Annotated[
         PropagatorName, typer.Option(help="Temporal propagator.")
     ] = PropagatorName.flow,
@@ -115,6 +123,7 @@ def track(
     _logging(verbose)
     from deva.api import make_propagator, make_segmenter
     from deva.io.frames import open_frames
+    from deva.io.init_masks import InitMasks
     from deva.tracker import Tracker
 
     def run() -> None:
@@ -129,14 +138,17 @@ def track(
             size=size,
         )
         frames = open_frames(input)
+        given = InitMasks(init_masks, frame_name=frames.name) if init_masks else None
         name = segmenter.value if segmenter else ("precomputed" if detections else "motion")
         if detections is not None and name != "precomputed":
             raise DevaError(f"--detections is only used by the precomputed segmenter, not {name}")
-        image_model = make_segmenter(name, source=frames, detections=detections)
+        image_model = None
+        if not (given and segmenter is None and detections is None):
+            image_model = make_segmenter(name, source=frames, detections=detections)
         if allow_missing and hasattr(image_model, "allow_missing"):
             image_model.allow_missing = True
         tracker = Tracker(image_model, make_propagator(propagator.value), config)
-        written = _write_run(tracker, frames, output, video=video)
+        written = _write_run(tracker, frames, output, video=video, given_masks=given)
         console.print(f"[green]{written} frames[/green] tracked -> {output}")
 
     _guarded(run)
@@ -199,7 +211,14 @@ def eval_davis(
     _guarded(run)
 
 
-def _write_run(tracker: Tracker, frames: FrameSource, output: Path, *, video: bool) -> int:
+def _write_run(
+    tracker: Tracker,
+    frames: FrameSource,
+    output: Path,
+    *,
+    video: bool,
+    given_masks: GivenMasks | None = None,
+) -> int:
     """Track ``frames`` into ``output`` with a progress bar (frames/s); returns frames written."""
     from rich.progress import (
         BarColumn,
@@ -225,7 +244,9 @@ def _write_run(tracker: Tracker, frames: FrameSource, output: Path, *, video: bo
             done = progress.tasks[0].completed + 1
             progress.update(task, completed=done, fps=done / (progress.tasks[0].elapsed or 1e-9))
 
-        return track_to_folder(tracker, frames, output, video=video, on_result=advance)
+        return track_to_folder(
+            tracker, frames, output, video=video, on_result=advance, given_masks=given_masks
+        )
 
 
 def _guarded(run: object) -> None:

@@ -8,7 +8,7 @@ long videos (and live streams of unknown length) run in bounded memory.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,6 +25,9 @@ from deva.segmenters.base import ImageSegmenter, SequentialSegmenter
 from deva.types import Frame, FrameResult, ObjectInfo, Segmentation, SegmentInfo
 
 log = logging.getLogger(__name__)
+
+#: Frame -> (H, W) object ids given for it at native resolution, or None (semi-supervised VOS).
+GivenMasks = Callable[[Frame], np.ndarray | None]
 
 
 @dataclass
@@ -46,6 +49,7 @@ class TrackerState:
     registry: ObjectRegistry = field(default_factory=ObjectRegistry)
     clip: list[PendingFrame] = field(default_factory=list)
     last_ids: np.ndarray | None = None
+    given_masks: GivenMasks | None = None
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,7 @@ class Tracker:
 
     def __init__(
         self,
-        segmenter: ImageSegmenter,
+        segmenter: ImageSegmenter | None,
         propagator: Propagator,
         config: TrackerConfig | None = None,
     ) -> None:
@@ -75,9 +79,16 @@ class Tracker:
         self.propagator = propagator
         self.config = config or TrackerConfig()
 
-    def run(self, frames: Iterable[Frame]) -> Iterator[FrameResult]:
-        """Track one video; yields one ``FrameResult`` per input frame, in order."""
-        state = TrackerState()
+    def run(
+        self, frames: Iterable[Frame], *, given_masks: GivenMasks | None = None
+    ) -> Iterator[FrameResult]:
+        """Track one video; yields one ``FrameResult`` per input frame, in order.
+
+        given_masks: semi-supervised VOS; objects of a given mask keep its ids, replace their
+        propagated masks on that frame and are never deleted for missing detections when
+        there is no segmenter (``segmenter=None``: pure propagation from the given masks).
+        """
+        state = TrackerState(given_masks=given_masks)
         self.propagator.reset()
         for frame in frames:
             yield from self.step(state, frame)
@@ -96,12 +107,12 @@ class Tracker:
             self.segmenter.observe(frame.image, frame_index=frame.index)
         position = state.frame_index % self.config.detect_every
         clip_length = self.config.frames_per_clip
-        if position >= clip_length:
+        if self.segmenter is None or position >= clip_length:
             return [self._propagate(state, frame, image)]
         pending = PendingFrame(frame, image, Segmentation.empty(*image.shape[:2]))
         if position <= self.config.keyframe_offset:
             pending.result = self._propagate(state, frame, image)
-        pending.detection = self._detect(frame, image, state.last_ids)
+        pending.detection = self._detect(self.segmenter, frame, image, state.last_ids)
         state.clip.append(pending)
         return self._close_clip(state) if position == clip_length - 1 else []
 
@@ -189,9 +200,29 @@ class Tracker:
         return Segmentation(lut[np.argmax(probs, axis=0)], detection.segments)
 
     def _propagate(self, state: TrackerState, frame: Frame, image: np.ndarray) -> FrameResult:
+        """Propagate to this frame, then impose a mask given for it, if any."""
         probs = self.propagator.propagate(image)
         lut = np.asarray([0, *self.propagator.object_ids], dtype=np.int32)
-        return self._result(state, frame, lut[np.argmax(probs, axis=0)])
+        ids = lut[np.argmax(probs, axis=0)]
+        given = state.given_masks(frame) if state.given_masks is not None else None
+        if given is not None:
+            ids = self._impose(state, image, ids, resize_ids(given, ids.shape))
+        return self._result(state, frame, ids)
+
+    def _impose(
+        self, state: TrackerState, image: np.ndarray, propagated: np.ndarray, given: np.ndarray
+    ) -> np.ndarray:
+        """A given mask wins: its objects (new or tracked, under the given ids) take exactly the
+        given pixels, other objects keep their propagated pixels elsewhere; then memorize."""
+        given_ids = [int(i) for i in np.unique(given) if i != 0]
+        for object_id in given_ids:
+            state.registry.adopt(object_id)
+        ids = np.where(np.isin(propagated, given_ids), 0, propagated)
+        ids = np.where(given > 0, given, ids).astype(np.int32)
+        object_ids = state.registry.ids
+        masks = ids[None] == np.asarray(object_ids, dtype=np.int32).reshape(-1, 1, 1)
+        self.propagator.memorize(image, masks, object_ids)
+        return ids
 
     def _last_working_ids(self, state: TrackerState) -> np.ndarray:
         assert state.last_ids is not None  # set by the _propagate that always comes first
@@ -214,8 +245,12 @@ class Tracker:
         log.warning("max_objects=%d reached: %d new segments dropped", limit, len(ranked) - room)
         return ranked[:room]
 
+    @staticmethod
     def _detect(
-        self, frame: Frame, image: np.ndarray, tracked_ids: np.ndarray | None
+        segmenter: ImageSegmenter,
+        frame: Frame,
+        image: np.ndarray,
+        tracked_ids: np.ndarray | None,
     ) -> Segmentation:
         """Run the segmenter on the native frame and bring its result to working resolution.
 
@@ -225,9 +260,7 @@ class Tracker:
         unsegmented = None
         if tracked_ids is not None:
             unsegmented = resize_ids(tracked_ids, frame.shape) == 0
-        detection = self.segmenter.segment(
-            frame.image, frame_index=frame.index, unsegmented=unsegmented
-        )
+        detection = segmenter.segment(frame.image, frame_index=frame.index, unsegmented=unsegmented)
         if detection.shape != frame.shape:
             raise DevaError(
                 f"frame {frame.name}: the segmenter returned a {detection.shape[1]}x"

@@ -87,6 +87,17 @@ class ObjectRegistry:
         self._objects[object_id] = obj
         return object_id
 
+    def adopt(self, object_id: int, info: SegmentInfo | None = None) -> None:
+        """Track an object under an id chosen by the user (given masks); later new objects get
+        ids above every id seen."""
+        if object_id <= 0:
+            raise ValueError(f"object ids must be positive, got {object_id}")
+        if object_id not in self._objects:
+            self._objects[object_id] = TrackedObject(id=object_id, is_thing=None)
+        if info is not None:
+            self._objects[object_id].confirm(info)
+        self._next_id = max(self._next_id, object_id + 1)
+
     def miss(self, object_id: int, *, still_visible: bool, incremental: bool) -> None:
         """Count a detection frame that did not re-detect the object.
 
