@@ -142,9 +142,9 @@ def main() -> None:
         "of the id covering most of the object, summed over sequences (per sequence in "
         "brackets). frames/s: tracking only, no writing. Propagator: `FlowPropagator()`.\n",
         tracking.table(tracking.noisy_detection_rows(sequences)),
-        "\n### Where the consensus helps most (mean J&F over blackswan, bmx-trees, breakdance)\n",
+        "\n### Where the consensus helps most (mean J&F over the same clips)\n",
         "One noise parameter varied at a time, the others at their defaults.\n",
-        tracking.noise_sweep(sequences[:3]),
+        tracking.noise_sweep(sequences),
         "\n## In-clip consensus time\n",
         "Matching + exact integer program (HiGHS) + painting for one clip of 3 frames whose "
         "segments are jittered grid cells (10 % dropped per frame); alignment through the "
@@ -156,6 +156,11 @@ def main() -> None:
         "DAVIS-2017 unsupervised matching. The motion segmenter alone, run on every frame, is "
         "shown for reference.\n",
         tracking.table(tracking.motion_rows(sequences)),
+        "\n## Semi-supervised VOS with the flow propagator (DAVIS-16, for reference)\n",
+        "`deva track FRAMES --init-masks FIRST_FRAME_GT` with no image segmenter: the first "
+        "frame's mask propagated by optical flow alone; DAVIS protocol (first and last frames "
+        "not scored).\n",
+        tracking.table(tracking.vos_rows(sequences)),
         "\n## Memory on long streams (rendered 640×360 demo stream, all outputs written)\n",
         memory_section(lengths),
         "",

@@ -113,9 +113,9 @@ def noisy_detection_rows(
 
 
 def noise_sweep(
-    sequences=SEQUENCES[:3],
-    miss_probs=(0.0, 0.1, 0.2, 0.3),
-    false_positive_rates=(0.0, 1.0, 3.0),
+    sequences=SEQUENCES,
+    miss_probs=(0.0, 0.15, 0.3),
+    false_positive_rates=(0.0, 3.0),
     seed: int = 0,
 ) -> str:
     """Mean J&F of baseline / online / semi-online as the miss rate and the false-positive rate
@@ -195,3 +195,32 @@ def table(rows: list[Row]) -> str:
             + " |"
         )
     return "\n".join(lines)
+
+
+def vos_rows(sequences=SEQUENCES, root: Path = DAVIS, make_propagator=FlowPropagator) -> list[Row]:
+    """Semi-supervised VOS: the first frame's ground truth given, propagation only; scored as
+    DAVIS does (identity ids, first and last frames excluded)."""
+    rows = []
+    for sequence in sequences:
+        gt = ground_truth(sequence, root)
+
+        def first_mask(frame, gt=gt):
+            return gt[0] if frame.index == 0 else None
+
+        tracker = Tracker(None, make_propagator(), TrackerConfig())
+        pred, fps = timed_ids(tracker.run(frames_of(sequence, root), given_masks=first_mask))
+        s = evaluate_sequence(pred, gt, match="identity", skip_first_last=True, name=sequence)
+        switches = count_id_switches(pred, gt > 0)
+        rows.append(
+            Row(
+                "flow propagator, first-frame mask",
+                sequence,
+                s.jf_mean,
+                s.j_mean,
+                s.f_mean,
+                fps,
+                len(pred),
+                switches,
+            )
+        )
+    return rows
