@@ -32,16 +32,25 @@ def make_segmenter(
     return factories[name]()
 
 
-def make_propagator(name: str) -> Propagator:
-    """A propagator by name (``flow``: optical flow, no weights)."""
-    factories: dict[str, Callable[[], Propagator]] = {"flow": _flow}
+def make_propagator(
+    name: str, *, checkpoint: str | Path | None = None, device: str = "auto"
+) -> Propagator:
+    """A propagator by name: ``flow`` (optical flow, no weights) or ``network`` (the DEVA
+    propagation network; needs ``checkpoint``, a file such as DEVA-propagation.pth or a
+    Hugging Face hub id)."""
+    factories: dict[str, Callable[[], Propagator]] = {
+        "flow": _flow,
+        "network": lambda: _network(checkpoint, device),
+    }
     if name not in factories:
         raise DevaError(f"unknown propagator {name!r}; available: {', '.join(factories)}")
+    if checkpoint is not None and name != "network":
+        raise DevaError(f"--checkpoint is only used by the network propagator, not {name}")
     return factories[name]()
 
 
 SEGMENTER_NAMES = ("motion", "precomputed")
-PROPAGATOR_NAMES = ("flow",)
+PROPAGATOR_NAMES = ("flow", "network")
 
 
 def track(
@@ -117,6 +126,20 @@ def _precomputed(detections: str | Path | None, source: FrameSource) -> ImageSeg
     if detections is None:
         raise DevaError("the precomputed segmenter needs --detections DIR")
     return PrecomputedSegmenter(detections, frame_name=source.name)
+
+
+def _network(checkpoint: str | Path | None, device: str) -> Propagator:
+    if checkpoint is None:
+        raise DevaError(
+            "the network propagator needs --checkpoint: the official DEVA-propagation.pth "
+            "(or a Hugging Face hub id, or a checkpoint from deva train)"
+        )
+    from deva.device import resolve_device
+    from deva.propagation.network.checkpoint import build_network
+    from deva.propagation.network.propagator import NetworkPropagator
+
+    torch_device = resolve_device(device)
+    return NetworkPropagator(build_network(checkpoint, torch_device), device=torch_device)
 
 
 def _flow() -> Propagator:

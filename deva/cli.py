@@ -35,6 +35,13 @@ class SegmenterName(StrEnum):
 
 class PropagatorName(StrEnum):
     flow = "flow"
+    network = "network"
+
+
+class DeviceName(StrEnum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
 
 
 class ModeName(StrEnum):
@@ -82,8 +89,16 @@ def track(
         ),
     ] = None,
     propagator: Annotated[
-        PropagatorName, typer.Option(help="Temporal propagator.")
+        PropagatorName,
+        typer.Option(help="Temporal propagator: flow (no weights) or network (DEVA network)."),
     ] = PropagatorName.flow,
+    checkpoint: Annotated[
+        str | None,
+        typer.Option(help="Network weights: DEVA-propagation.pth or a Hugging Face hub id."),
+    ] = None,
+    device: Annotated[
+        DeviceName, typer.Option(help="Where the network runs (auto = CUDA if available).")
+    ] = DeviceName.auto,
     mode: Annotated[
         ModeName,
         typer.Option(
@@ -147,7 +162,8 @@ def track(
             image_model = make_segmenter(name, source=frames, detections=detections)
         if allow_missing and hasattr(image_model, "allow_missing"):
             image_model.allow_missing = True
-        tracker = Tracker(image_model, make_propagator(propagator.value), config)
+        temporal = make_propagator(propagator.value, checkpoint=checkpoint, device=device.value)
+        tracker = Tracker(image_model, temporal, config)
         written = _write_run(tracker, frames, output, video=video, given_masks=given)
         console.print(f"[green]{written} frames[/green] tracked -> {output}")
 

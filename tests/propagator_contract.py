@@ -128,7 +128,7 @@ class PropagatorContract:
 
     @pytest.fixture
     def make_propagator(self) -> Callable[[], Propagator]:
-        raise NotImplementedError("a subclass must provide the make_propagator fixture")
+        pytest.fail("a subclass must provide the make_propagator fixture")
 
     @pytest.fixture
     def propagator(self, make_propagator: Callable[[], Propagator]) -> Propagator:

@@ -61,9 +61,11 @@ def test_similarity_matches_definition():
     generator = torch.Generator().manual_seed(0)
     key, shrink, _, _ = make_frame(generator, 1, spatial=(5,))
     query, _, selection, _ = make_frame(generator, 1, spatial=(7,))
-    expected = -shrink[0][:, None] * (
-        selection[:, None, :] * (key[:, :, None] - query[:, None, :]) ** 2
-    ).sum(0) / math.sqrt(CK)
+    expected = (
+        -shrink[0][:, None]
+        * (selection[:, None, :] * (key[:, :, None] - query[:, None, :]) ** 2).sum(0)
+        / math.sqrt(CK)
+    )
     result = anisotropic_similarity(key, shrink, query, selection)
     torch.testing.assert_close(result, expected)
 
@@ -148,7 +150,7 @@ def test_object_added_later_only_attends_to_memory_since_it_was_added():
     late = [make_frame(generator, 2) for _ in range(2)]
     for frame in early:
         write(memory, frame, [1])
-    write(memory, (*late[0][:3], late[0][3]), [1, 2])  # object 2 first written here
+    write(memory, late[0], [1, 2])  # object 2 first written here
     write(memory, late[1], [2, 1])
     assert memory.num_buckets == 2
     query, _, selection, _ = make_frame(generator, 1)
@@ -158,7 +160,7 @@ def test_object_added_later_only_attends_to_memory_since_it_was_added():
     expected_2 = reference_readout(late_for_2, [1], query, selection, top_k=5)
     torch.testing.assert_close(readout[:1], expected_2)
     # object 1: everything
-    all_for_1 = [*early, late[0][:3] + (late[0][3][:1],), late[1][:3] + (late[1][3][:1],)]
+    all_for_1 = [*early, (*late[0][:3], late[0][3][:1]), (*late[1][:3], late[1][3][1:])]
     expected_1 = reference_readout(all_for_1, [0], query, selection, top_k=5)
     torch.testing.assert_close(readout[1:], expected_1)
 
@@ -260,7 +262,8 @@ def test_sizes_stay_bounded_over_300_memory_frames():
 
 def test_without_long_term_working_memory_grows():
     generator = torch.Generator().manual_seed(9)
-    memory = MemoryManager(MemoryConfig(long_term=False, max_mid_term_frames=3))
+    config = MemoryConfig(long_term=False, min_mid_term_frames=2, max_mid_term_frames=3)
+    memory = MemoryManager(config)
     for _ in range(12):
         write(memory, make_frame(generator, 1), [1])
     assert memory.working_frames == 12 and memory.long_term_tokens == 0
@@ -269,10 +272,10 @@ def test_without_long_term_working_memory_grows():
 def test_first_frame_survives_consolidation():
     generator = torch.Generator().manual_seed(10)
     memory = MemoryManager(SMALL)
-    first = make_frame(generator, 1, spatial=(4, 4), shrinkage=50.0)
+    first = make_frame(generator, 1, spatial=(4, 4), shrinkage=1000.0)
     write(memory, first, [1])
     for _ in range(40):
-        write(memory, make_frame(generator, 1, spatial=(4, 4), shrinkage=50.0), [1])
+        write(memory, make_frame(generator, 1, spatial=(4, 4), shrinkage=1000.0), [1])
     assert memory.long_term_tokens == SMALL.max_long_term_elements  # consolidated many times
     _, working = memory.memory_keys(1)
     torch.testing.assert_close(working[:, :16], first[0].flatten(1))
@@ -309,12 +312,14 @@ def test_prototypes_are_the_most_used_candidates(used):
     generator = torch.Generator().manual_seed(12)
     config = MemoryConfig(top_k=1, min_mid_term_frames=2, max_mid_term_frames=3, num_prototypes=2)
     memory = MemoryManager(config)
-    write(memory, make_frame(generator, 1, spatial=(4,)), [1])
+    first = make_frame(generator, 1, spatial=(4,))
+    write(memory, first, [1])  # permanent, never a candidate however much it is used
     candidate = make_frame(generator, 1, spatial=(4,))
     write(memory, candidate, [1])  # the frame that will be consolidated
-    query = candidate[0][:, used]
+    query = torch.cat([candidate[0][:, used], first[0]], dim=1)
     for _ in range(3):
-        memory.read(query, torch.ones_like(query))  # top-1 lands on the candidates themselves
+        memory.read(query, torch.ones_like(query))  # top-1 lands on the tokens themselves
+    memory.read(first[0], torch.ones_like(first[0]))
     write(memory, make_frame(generator, 1, spatial=(4,)), [1])  # third frame: consolidate
     long_term, _ = memory.memory_keys(1)
     torch.testing.assert_close(long_term, candidate[0][:, used])
