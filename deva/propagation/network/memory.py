@@ -47,7 +47,6 @@ before exponentiating (Appendix B) via ``torch.softmax``; usage counters are flo
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -55,6 +54,7 @@ import torch
 from torch import Tensor
 
 from deva.errors import DevaError
+from deva.propagation.network.readout import similarity, topk_affinity
 
 __all__ = [
     "MemoryConfig",
@@ -123,47 +123,17 @@ class MemoryConfig:
 def anisotropic_similarity(
     memory_key: Tensor, memory_shrinkage: Tensor, query_key: Tensor, query_selection: Tensor
 ) -> Tensor:
-    """Selection-weighted negative squared distance scaled by shrinkage (spec §1.4).
-
-    ``S[m, p] = -s[m] * sum_c e[c, p] * (K[c, m] - q[c, p])**2 / sqrt(CK)``, computed through the
-    expansion ``sum e K^2 - 2 sum e K q + sum e q^2``.
-
-    Args:
-        memory_key: K, (CK, M).
-        memory_shrinkage: s, (1, M) or (M,), >= 0.
-        query_key: q, (CK, P).
-        query_selection: e, (CK, P), in [0, 1].
-
-    Returns:
-        (M, P) similarities, <= 0 up to rounding.
-    """
-    key_dim = memory_key.shape[0]
-    weighted_query = query_key * query_selection
-    squared_distance = (
-        memory_key.pow(2).transpose(0, 1) @ query_selection
-        - 2 * (memory_key.transpose(0, 1) @ weighted_query)
-        + (weighted_query * query_key).sum(dim=0, keepdim=True)
-    )
-    return -memory_shrinkage.reshape(-1, 1) * squared_distance / math.sqrt(key_dim)
+    """Unbatched ``readout.similarity`` (spec §1.4): K (CK, M), s (1, M) or (M,), q and e
+    (CK, P) -> (M, P) similarities, <= 0 up to rounding."""
+    return similarity(
+        memory_key[None], memory_shrinkage.reshape(1, 1, -1), query_key[None], query_selection[None]
+    )[0]
 
 
-def top_k_softmax(similarity: Tensor, top_k: int) -> Tensor:
-    """Softmax over the memory axis keeping only the ``top_k`` largest entries per column.
-
-    Args:
-        similarity: (M, P).
-        top_k: entries kept per query position; ``k = min(top_k, M)``.
-
-    Returns:
-        (M, P) affinity: each column sums to 1, zero outside its top-k. The maximum is subtracted
-        before exponentiating, so large similarities do not overflow.
-    """
-    k = min(top_k, similarity.shape[0])
-    if k == similarity.shape[0]:
-        return torch.softmax(similarity, dim=0)
-    top_values, top_index = similarity.topk(k, dim=0)
-    weights = torch.softmax(top_values, dim=0)
-    return torch.zeros_like(similarity).scatter_(0, top_index, weights)
+def top_k_softmax(similarity_map: Tensor, top_k: int) -> Tensor:
+    """Unbatched ``readout.topk_affinity``: (M, P) -> (M, P) affinity, each column summing to 1
+    over its ``min(top_k, M)`` largest entries (maximum subtracted first)."""
+    return topk_affinity(similarity_map[None], top_k)[0][0]
 
 
 def potentiate(
