@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import torch
 
-from bench import consensus_speed, memory, tracking
+from bench import consensus_speed, memory, network_speed, tracking
 from bench.flow_speed import measure_flow_speed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -161,6 +161,14 @@ def main() -> None:
         "frame's mask propagated by optical flow alone; DAVIS protocol (first and last frames "
         "not scored).\n",
         tracking.table(tracking.vos_rows(sequences)),
+        "\n## DEVA network propagator speed (CPU, 480×854, official architecture)\n",
+        "`NetworkPropagator` with the official layer sizes and random weights (speed does not "
+        "depend on the values), 6 propagated frames of `bmx-trees` after one memorized frame; "
+        "seconds per frame per stage (mask encoding = memory writes, averaged over all frames). "
+        "Reference, original code on this machine kind (REFERENCE-FIGURES.md): 1.65 s/frame for "
+        "1 object. Outputs have not been compared with the original's (no official weights "
+        "here), so this is a speed figure only.\n",
+        network_speed.table(network_speed.measure_network_speed()),
         "\n## Memory on long streams (rendered 640×360 demo stream, all outputs written)\n",
         memory_section(lengths),
         "",

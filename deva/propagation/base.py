@@ -7,6 +7,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from deva.errors import DevaError
+
 
 @runtime_checkable
 class Propagator(Protocol):
@@ -50,3 +52,13 @@ class Propagator(Protocol):
     def forget(self, object_ids: Sequence[int]) -> None:
         """Remove these objects from every store; unknown ids are ignored."""
         ...
+
+
+def check_image(image: np.ndarray) -> None:
+    """Propagators take (H, W, 3) uint8 RGB; anything else is one clear error."""
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
+        raise DevaError(
+            f"expected an (H, W, 3) RGB image, got shape {getattr(image, 'shape', None)}"
+        )
+    if image.dtype != np.uint8:
+        raise DevaError(f"expected a uint8 image, got dtype {image.dtype}")

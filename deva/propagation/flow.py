@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from deva.errors import DevaError
+from deva.propagation.base import check_image
 
 __all__ = ["DIS_PRESETS", "FlowPropagator"]
 
@@ -182,7 +183,7 @@ class FlowPropagator:
     ) -> np.ndarray:
         """Warp ``src_masks`` from ``src_image`` to ``dst_image``; the memory is not touched."""
         geometry = self._checked_geometry(src_image)
-        _check_image(dst_image)
+        check_image(dst_image)
         if dst_image.shape != src_image.shape:
             raise DevaError(
                 f"align needs two images of one size, got {src_image.shape} and {dst_image.shape}"
@@ -218,7 +219,7 @@ class FlowPropagator:
         return geometry
 
     def _checked_geometry(self, image: np.ndarray) -> _Geometry:
-        _check_image(image)
+        check_image(image)
         shape = (int(image.shape[0]), int(image.shape[1]))
         if self._shape is not None and shape != self._shape:
             raise DevaError(
@@ -296,15 +297,6 @@ class FlowPropagator:
             )
             inconsistent &= distance_there <= np.sqrt(error) + 1.0
         return inconsistent.view(np.uint8)
-
-
-def _check_image(image: np.ndarray) -> None:
-    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
-        raise DevaError(
-            f"expected an (H, W, 3) RGB image, got shape {getattr(image, 'shape', None)}"
-        )
-    if image.dtype != np.uint8:
-        raise DevaError(f"expected a uint8 image, got dtype {image.dtype}")
 
 
 def _make_geometry(shape: tuple[int, int], flow_size: int) -> _Geometry:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from deva.errors import DevaError
+from deva.propagation.base import check_image
 from deva.propagation.network.memory import (
     MemoryConfig,
     MemoryManager,
@@ -173,7 +173,7 @@ class NetworkPropagator:
 
     def _encode(self, image: np.ndarray) -> _Encoded:
         """Features of ``image``, from the cache when this very array was encoded recently."""
-        _check_image(image)
+        check_image(image)
         hit = self._cache.get(id(image))
         if hit is not None and hit[0] is image:
             self._cache.move_to_end(id(image))
@@ -212,10 +212,3 @@ def _pad16(image: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int, int]
     pad_h, pad_w = (-height) % 16, (-width) % 16
     pad = (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2)
     return F.pad(image, pad), pad
-
-
-def _check_image(image: np.ndarray) -> None:
-    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
-        raise DevaError(f"expected an (H, W, 3) RGB image, got {getattr(image, 'shape', None)}")
-    if image.dtype != np.uint8:
-        raise DevaError(f"expected a uint8 image, got dtype {image.dtype}")
