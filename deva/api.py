@@ -20,12 +20,16 @@ Source = str | Path | Iterable[np.ndarray]
 
 
 def make_segmenter(
-    name: str, *, source: FrameSource, detections: str | Path | None = None
+    name: str,
+    *,
+    source: FrameSource,
+    detections: str | Path | None = None,
+    allow_missing: bool = False,
 ) -> ImageSegmenter:
     """A segmenter by name; ``precomputed`` needs ``detections`` (a folder)."""
     factories: dict[str, Callable[[], ImageSegmenter]] = {
         "motion": _motion,
-        "precomputed": lambda: _precomputed(detections, source),
+        "precomputed": lambda: _precomputed(detections, source, allow_missing),
     }
     if name not in factories:
         raise DevaError(f"unknown segmenter {name!r}; available: {', '.join(factories)}")
@@ -49,6 +53,29 @@ def make_propagator(
     return factories[name]()
 
 
+def choose_segmenter(
+    segmenter: str | ImageSegmenter | None,
+    *,
+    source: FrameSource,
+    detections: str | Path | None = None,
+    init_masks: bool = False,
+    allow_missing: bool = False,
+) -> ImageSegmenter | None:
+    """The image segmenter of a run. ``None`` chooses: ``precomputed`` with detections, no
+    segmenter at all for semi-supervised VOS (given masks only), else ``motion``."""
+    if segmenter is not None and not isinstance(segmenter, str):
+        return segmenter
+    if segmenter is None:
+        if detections is None and init_masks:
+            return None
+        segmenter = "precomputed" if detections is not None else "motion"
+    if detections is not None and segmenter != "precomputed":
+        raise DevaError(f"--detections is only used by the precomputed segmenter, not {segmenter}")
+    return make_segmenter(
+        segmenter, source=source, detections=detections, allow_missing=allow_missing
+    )
+
+
 SEGMENTER_NAMES = ("motion", "precomputed")
 PROPAGATOR_NAMES = ("flow", "network")
 
@@ -56,7 +83,7 @@ PROPAGATOR_NAMES = ("flow", "network")
 def track(
     source: Source | FrameSource,
     *,
-    segmenter: str | ImageSegmenter | None = "motion",
+    segmenter: str | ImageSegmenter | None = None,
     propagator: str | Propagator = "flow",
     detections: str | Path | None = None,
     init_masks: str | Path | None = None,
@@ -66,16 +93,16 @@ def track(
 
     source: a video file, a folder of frames, a glob, or an iterable of (H, W, 3) RGB arrays.
     segmenter / propagator: a name (see SEGMENTER_NAMES / PROPAGATOR_NAMES) or your own object
-        following the ImageSegmenter / Propagator protocol.
+        following the ImageSegmenter / Propagator protocol; segmenter None = choose (see
+        ``choose_segmenter``).
     detections: the folder of precomputed detections (implies ``segmenter="precomputed"``).
-    init_masks: semi-supervised VOS: a folder of palette PNGs named like the frames; with it,
-        ``segmenter=None`` propagates the given objects only.
+    init_masks: semi-supervised VOS: a folder of palette PNGs named like the frames; with it
+        and no segmenter named, only the given objects are propagated.
     """
     frames = source if isinstance(source, FrameSource) else open_frames(source)
-    if detections is not None and segmenter == "motion":
-        segmenter = "precomputed"
-    if isinstance(segmenter, str):
-        segmenter = make_segmenter(segmenter, source=frames, detections=detections)
+    segmenter = choose_segmenter(
+        segmenter, source=frames, detections=detections, init_masks=init_masks is not None
+    )
     if isinstance(propagator, str):
         propagator = make_propagator(propagator)
     given = InitMasks(init_masks, frame_name=frames.name) if init_masks is not None else None
@@ -120,12 +147,14 @@ def _motion() -> ImageSegmenter:
     return MotionSegmenter()
 
 
-def _precomputed(detections: str | Path | None, source: FrameSource) -> ImageSegmenter:
+def _precomputed(
+    detections: str | Path | None, source: FrameSource, allow_missing: bool
+) -> ImageSegmenter:
     from deva.segmenters.precomputed import PrecomputedSegmenter
 
     if detections is None:
         raise DevaError("the precomputed segmenter needs --detections DIR")
-    return PrecomputedSegmenter(detections, frame_name=source.name)
+    return PrecomputedSegmenter(detections, frame_name=source.name, allow_missing=allow_missing)
 
 
 def _network(checkpoint: str | Path | None, device: str) -> Propagator:

@@ -136,7 +136,7 @@ def track(
 ) -> None:
     """Track every object of INPUT; write masks/, annotations.json and overlay.mp4 to OUTPUT."""
     _logging(verbose)
-    from deva.api import make_propagator, make_segmenter
+    from deva.api import choose_segmenter, make_propagator
     from deva.io.frames import open_frames
     from deva.io.init_masks import InitMasks
     from deva.tracker import Tracker
@@ -154,14 +154,13 @@ def track(
         )
         frames = open_frames(input)
         given = InitMasks(init_masks, frame_name=frames.name) if init_masks else None
-        name = segmenter.value if segmenter else ("precomputed" if detections else "motion")
-        if detections is not None and name != "precomputed":
-            raise DevaError(f"--detections is only used by the precomputed segmenter, not {name}")
-        image_model = None
-        if not (given and segmenter is None and detections is None):
-            image_model = make_segmenter(name, source=frames, detections=detections)
-        if allow_missing and hasattr(image_model, "allow_missing"):
-            image_model.allow_missing = True
+        image_model = choose_segmenter(
+            segmenter.value if segmenter else None,
+            source=frames,
+            detections=detections,
+            init_masks=given is not None,
+            allow_missing=allow_missing,
+        )
         temporal = make_propagator(propagator.value, checkpoint=checkpoint, device=device.value)
         tracker = Tracker(image_model, temporal, config)
         written = _write_run(tracker, frames, output, video=video, given_masks=given)

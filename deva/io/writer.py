@@ -18,7 +18,7 @@ from deva.io.atomic import ensure_writable_dir
 from deva.io.masks import write_id_png
 from deva.io.video import VideoWriter
 from deva.io.visualize import overlay
-from deva.types import Frame, FrameResult
+from deva.types import Frame, FrameResult, ObjectInfo
 
 ANNOTATIONS = "annotations.json"
 INCOMPLETE_ANNOTATIONS = "annotations.incomplete.json"
@@ -78,7 +78,7 @@ class ResultWriter:
             labels = {o.id: self._label(o.id, o.category_id) for o in result.objects}
             self._video.write(overlay(frame.image, result.ids, labels=labels))
 
-    def _object_record(self, obj: object) -> dict:
+    def _object_record(self, obj: ObjectInfo) -> dict:
         record = {
             "id": obj.id,
             "category_id": obj.category_id,

@@ -57,7 +57,7 @@ def _download_from_hub(source: str) -> Path:
     except ImportError as err:
         raise DevaError(
             f"'{source}' is not a local file; to fetch it from the Hugging Face hub, "
-            "pip install \"deva[models]\" (or pass the path of a downloaded checkpoint)"
+            'pip install "deva[models]" (or pass the path of a downloaded checkpoint)'
         ) from err
     try:
         return Path(hf_hub_download(repo_id=repo_id, filename=filename))

@@ -101,7 +101,8 @@ class NetworkPropagator:
     def memorize(self, image: np.ndarray, masks: np.ndarray, object_ids: Sequence[int]) -> None:
         encoded = self._encode(image)
         object_ids = [int(i) for i in object_ids]
-        dropped = [i for i in self._ids if i not in set(object_ids)]
+        kept = set(object_ids)
+        dropped = [i for i in self._ids if i not in kept]
         if dropped:
             self.memory.forget(dropped)
         self._ids = object_ids
@@ -155,13 +156,11 @@ class NetworkPropagator:
 
     def _write(self, encoded: _Encoded, masks: torch.Tensor, object_ids: list[int]) -> None:
         """Encode the objects' masks at this frame and add them to memory (deep update)."""
-        known = [i for i in object_ids if i in set(self.memory.object_ids)]
+        stored_ids = set(self.memory.object_ids)
+        slots = [slot for slot, i in enumerate(object_ids) if i in stored_ids]
         sensory = self._zero_sensory(len(object_ids), encoded)
-        if known:
-            stored = self.memory.get_sensory(known)
-            for slot, object_id in enumerate(object_ids):
-                if object_id in known:
-                    sensory[0, slot] = stored[known.index(object_id)]
+        if slots:
+            sensory[0, slots] = self.memory.get_sensory([object_ids[slot] for slot in slots])
         value, new_sensory = self.network.encode_mask(
             encoded.image, encoded.multi_scale[0], sensory, masks, True, chunk_size=self.chunk_size
         )
