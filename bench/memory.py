@@ -1,35 +1,105 @@
-"""Peak memory of ``deva track`` on long synthetic streams: it must not grow with length.
+"""Long videos: peak memory must not grow with length, and killed runs resume to identical output.
 
-Each length runs in a fresh process (``python -m bench.memory N``) so peak RSS is its own.
+Each run is a fresh process (``python -m bench.memory ...``) so its peak RSS is its own. The
+stream is the rendered demo at 854×480 (objects enter and leave every 120 frames, so objects
+are created and deleted all along); detections are its true masks under ids shuffled per frame,
+so the tracker must associate, create and delete objects itself.
 """
 
 from __future__ import annotations
 
+import filecmp
 import json
+import os
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 
-def run_stream(num_frames: int, out_dir: Path) -> dict[str, float]:
-    """Track the rendered demo stream of ``num_frames`` frames with every output written."""
+ROOT = Path(__file__).resolve().parents[1]
+HEIGHT, WIDTH = 480, 854
+
+
+class StreamTruth:
+    """Detections of the demo stream: its true objects under per-frame shuffled ids. Holds only
+    the masks of frames not yet segmented (at most a clip), so memory stays bounded."""
+
+    def __init__(self) -> None:
+        self.pending: dict[int, np.ndarray] = {}
+
+    def frames(self, num_frames: int) -> Iterator[np.ndarray]:
+        from deva.demo import iter_demo
+
+        for index, (frame, ids) in enumerate(iter_demo(num_frames, HEIGHT, WIDTH)):
+            self.pending[index] = ids
+            for old in [i for i in self.pending if i < index - 10]:
+                del self.pending[old]
+            yield frame
+
+    def segment(self, image, *, frame_index, unsegmented=None):
+        from deva.types import Segmentation
+
+        truth = self.pending.pop(frame_index)
+        perm = np.random.default_rng(frame_index).permutation(8) + 1
+        return Segmentation.from_ids(np.where(truth > 0, perm[truth], 0).astype(np.int32))
+
+
+def make_propagator(name: str):
+    """flow, or the DEVA network: ``network`` = official architecture (random weights),
+    ``network-tiny`` = the test architecture; both run at a 160-pixel working size."""
+    import torch
+
+    from deva.propagation.flow import FlowPropagator
+    from deva.propagation.network.model import PropagationNetwork, tiny_propagation_network
+    from deva.propagation.network.propagator import NetworkPropagator
+
+    torch.manual_seed(0)
+    if name == "flow":
+        return FlowPropagator()
+    if name == "network":
+        return NetworkPropagator(PropagationNetwork())
+    if name == "network-tiny":
+        return NetworkPropagator(tiny_propagation_network())
+    raise ValueError(name)
+
+
+def run_stream(num_frames: int, propagator: str, mode: str, out_dir: Path) -> dict[str, object]:
+    """Track ``num_frames`` of the stream with every output written (overlay included)."""
+    import torch
+
     from deva.api import track_to_folder
     from deva.config import TrackerConfig
-    from deva.demo import iter_demo
     from deva.io.frames import open_frames
-    from deva.propagation.flow import FlowPropagator
-    from deva.segmenters.motion import MotionSegmenter
     from deva.tracker import Tracker
 
-    frames = open_frames(frame for frame, _ in iter_demo(num_frames))
-    tracker = Tracker(MotionSegmenter(), FlowPropagator(), TrackerConfig())
+    torch.set_num_threads(1)
+    truth = StreamTruth()
+    size = -1 if propagator == "flow" else 160
+    config = TrackerConfig(mode=mode, size=size)
+    created = 0
+
+    def count(result) -> None:
+        nonlocal created
+        created = max([created, *(o.id for o in result.objects)])
+
+    tracker = Tracker(truth, make_propagator(propagator), config)
     start = time.perf_counter()
-    track_to_folder(tracker, frames, out_dir, video=True)
+    track_to_folder(tracker, open_frames(truth.frames(num_frames)), out_dir, on_result=count)
     seconds = time.perf_counter() - start
-    return {"frames": num_frames, "peak_rss_mib": peak_rss_mib(), "fps": num_frames / seconds}
+    return {
+        "propagator": propagator,
+        "mode": mode,
+        "frames": num_frames,
+        "objects_created": created,
+        "peak_rss_mib": peak_rss_mib(),
+        "fps": num_frames / seconds,
+    }
 
 
 def peak_rss_mib() -> float:
@@ -41,20 +111,77 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure(lengths: tuple[int, ...] = (100, 2000)) -> list[dict[str, float]]:
+def measure(
+    lengths: tuple[int, ...], combos: tuple[tuple[str, str], ...]
+) -> list[dict[str, object]]:
+    """One fresh process per (propagator, mode, length)."""
     rows = []
-    for length in lengths:
-        with tempfile.TemporaryDirectory() as scratch:
-            out = subprocess.run(
-                [sys.executable, "-m", "bench.memory", str(length), scratch],
-                check=True,
-                capture_output=True,
-                text=True,
-                cwd=Path(__file__).resolve().parents[1],
-            )
-            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    for propagator, mode in combos:
+        for length in lengths:
+            with tempfile.TemporaryDirectory() as scratch:
+                out = subprocess.run(
+                    [sys.executable, "-m", "bench.memory", str(length), propagator, mode, scratch],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                    cwd=ROOT,
+                    env={**os.environ, "OMP_NUM_THREADS": "1"},
+                )
+                rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+                print(rows[-1], file=sys.stderr, flush=True)
     return rows
 
 
+def kill_resume_loop(num_frames: int = 1000, kills: int = 20, seed: int = 0) -> dict[str, object]:
+    """``deva track --checkpoint-every 50`` killed (SIGKILL) at random moments ``kills`` times,
+    resumed each time, then run to the end; compared byte for byte with an uninterrupted run."""
+    from deva.io.video import VideoWriter
+
+    rng = np.random.default_rng(seed)
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch)
+        video = root / "stream.mp4"
+        truth = StreamTruth()
+        with VideoWriter(video, 24.0) as writer:
+            for frame in truth.frames(num_frames):
+                writer.write(frame)
+        deva = [sys.executable, "-m", "deva.cli", "track", str(video), "--checkpoint-every", "50"]
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        start = time.perf_counter()
+        subprocess.run([*deva, "-o", str(root / "full")], check=True, env=env, capture_output=True)
+        duration = time.perf_counter() - start
+        killed = 0
+        for _ in range(kills):
+            process = subprocess.Popen(
+                [*deva, "-o", str(root / "part"), "--resume"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            time.sleep(rng.uniform(0.1, 1.0) * duration / 4)
+            if process.poll() is None:
+                process.send_signal(signal.SIGKILL)
+                killed += 1
+            process.wait()
+        subprocess.run(
+            [*deva, "-o", str(root / "part"), "--resume"], check=True, env=env, capture_output=True
+        )
+        names = sorted(os.listdir(root / "full" / "masks"))
+        identical = names == sorted(os.listdir(root / "part" / "masks")) and all(
+            filecmp.cmp(root / "full/masks" / n, root / "part/masks" / n, shallow=False)
+            for n in names
+        )
+        for name in ("annotations.json", "overlay.mp4"):
+            identical &= filecmp.cmp(root / "full" / name, root / "part" / name, shallow=False)
+    return {
+        "frames": num_frames,
+        "kills": killed,
+        "attempts": kills,
+        "identical": identical,
+        "uninterrupted_s": duration,
+    }
+
+
 if __name__ == "__main__":
-    print(json.dumps(run_stream(int(sys.argv[1]), Path(sys.argv[2]))))
+    length, propagator, mode, out = sys.argv[1:5]
+    print(json.dumps(run_stream(int(length), propagator, mode, Path(out))))

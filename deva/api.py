@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -9,12 +10,15 @@ import numpy as np
 
 from deva.config import TrackerConfig
 from deva.errors import DevaError
-from deva.io.frames import FrameSource, open_frames
+from deva.io.frames import FrameSource, IterableSource, open_frames
 from deva.io.init_masks import InitMasks
 from deva.propagation.base import Propagator
 from deva.segmenters.base import ImageSegmenter
+from deva.segmenters.options import ModelOptions, tracker_defaults
 from deva.tracker import GivenMasks, Tracker
 from deva.types import Frame, FrameResult
+
+log = logging.getLogger(__name__)
 
 Source = str | Path | Iterable[np.ndarray]
 
@@ -25,31 +29,46 @@ def make_segmenter(
     source: FrameSource,
     detections: str | Path | None = None,
     allow_missing: bool = False,
+    models: ModelOptions | None = None,
 ) -> ImageSegmenter:
-    """A segmenter by name; ``precomputed`` needs ``detections`` (a folder)."""
+    """A segmenter by name; ``precomputed`` needs ``detections`` (a folder); the learned
+    ``auto`` / ``text`` / ``panoptic`` take their model ids and settings from ``models``."""
     factories: dict[str, Callable[[], ImageSegmenter]] = {
         "motion": _motion,
         "precomputed": lambda: _precomputed(detections, source, allow_missing),
+        "auto": lambda: _learned("auto", models),
+        "text": lambda: _learned("text", models),
+        "panoptic": lambda: _learned("panoptic", models),
     }
     if name not in factories:
         raise DevaError(f"unknown segmenter {name!r}; available: {', '.join(factories)}")
+    if models is not None and name != "text" and models.prompt:
+        raise DevaError(f"--prompt is only used by the text segmenter, not {name}")
     return factories[name]()
 
 
 def make_propagator(
-    name: str, *, checkpoint: str | Path | None = None, device: str = "auto"
+    name: str,
+    *,
+    checkpoint: str | Path | None = None,
+    device: str = "auto",
+    max_memory_mb: float | None = None,
+    sam2_model: str | None = None,
 ) -> Propagator:
     """A propagator by name: ``flow`` (optical flow, no weights) or ``network`` (the DEVA
     propagation network; needs ``checkpoint``, a file such as DEVA-propagation.pth or a
-    Hugging Face hub id)."""
+    Hugging Face hub id). ``max_memory_mb`` caps the propagator's memory (see README)."""
     factories: dict[str, Callable[[], Propagator]] = {
-        "flow": _flow,
-        "network": lambda: _network(checkpoint, device),
+        "flow": lambda: _flow(max_memory_mb),
+        "network": lambda: _network(checkpoint, device, max_memory_mb),
+        "sam2": lambda: _sam2(sam2_model, device),
     }
     if name not in factories:
         raise DevaError(f"unknown propagator {name!r}; available: {', '.join(factories)}")
     if checkpoint is not None and name != "network":
         raise DevaError(f"--checkpoint is only used by the network propagator, not {name}")
+    if sam2_model is not None and name != "sam2":
+        raise DevaError(f"--sam2-model is only used by the sam2 propagator, not {name}")
     return factories[name]()
 
 
@@ -60,6 +79,7 @@ def choose_segmenter(
     detections: str | Path | None = None,
     init_masks: bool = False,
     allow_missing: bool = False,
+    models: ModelOptions | None = None,
 ) -> ImageSegmenter | None:
     """The image segmenter of a run. ``None`` chooses: ``precomputed`` with detections, no
     segmenter at all for semi-supervised VOS (given masks only), else ``motion``."""
@@ -72,12 +92,16 @@ def choose_segmenter(
     if detections is not None and segmenter != "precomputed":
         raise DevaError(f"--detections is only used by the precomputed segmenter, not {segmenter}")
     return make_segmenter(
-        segmenter, source=source, detections=detections, allow_missing=allow_missing
+        segmenter,
+        source=source,
+        detections=detections,
+        allow_missing=allow_missing,
+        models=models,
     )
 
 
-SEGMENTER_NAMES = ("motion", "precomputed")
-PROPAGATOR_NAMES = ("flow", "network")
+SEGMENTER_NAMES = ("motion", "precomputed", "auto", "text", "panoptic")
+PROPAGATOR_NAMES = ("flow", "network", "sam2")
 
 
 def track(
@@ -88,6 +112,7 @@ def track(
     detections: str | Path | None = None,
     init_masks: str | Path | None = None,
     config: TrackerConfig | None = None,
+    models: ModelOptions | None = None,
 ) -> Iterator[FrameResult]:
     """Track every object in a video; yields one FrameResult per frame as it is processed.
 
@@ -98,14 +123,27 @@ def track(
     detections: the folder of precomputed detections (implies ``segmenter="precomputed"``).
     init_masks: semi-supervised VOS: a folder of palette PNGs named like the frames; with it
         and no segmenter named, only the given objects are propagated.
+    models: model ids and settings of the learned segmenters (``auto``, ``text``,
+        ``panoptic``); with ``config`` None their mode defaults apply (see
+        ``deva.segmenters.options.MODE_DEFAULTS``).
     """
     frames = source if isinstance(source, FrameSource) else open_frames(source)
+    if config is None and isinstance(segmenter, str):
+        config = TrackerConfig(**tracker_defaults(segmenter))  # type: ignore[arg-type]
     segmenter = choose_segmenter(
-        segmenter, source=frames, detections=detections, init_masks=init_masks is not None
+        segmenter,
+        source=frames,
+        detections=detections,
+        init_masks=init_masks is not None,
+        models=models,
     )
     if isinstance(propagator, str):
         propagator = make_propagator(propagator)
-    given = InitMasks(init_masks, frame_name=frames.name) if init_masks is not None else None
+    given = (
+        InitMasks(init_masks, frame_name=frames.name, num_frames=frames.num_frames)
+        if init_masks is not None
+        else None
+    )
     return Tracker(segmenter, propagator, config).run(frames, given_masks=given)
 
 
@@ -117,28 +155,99 @@ def track_to_folder(
     video: bool = True,
     on_result: Callable[[FrameResult], None] | None = None,
     given_masks: GivenMasks | None = None,
+    checkpoint_every: int = 0,
+    resume: bool = False,
 ) -> int:
     """Track ``frames`` and write masks/, annotations.json and overlay.mp4 to ``output``.
 
     Frames are held only until their result comes out (semi-online results lag a clip), so
     memory stays bounded. ``on_result`` is called after each frame is written (progress bars).
+    ``checkpoint_every`` > 0 saves the tracking state about every N frames (at the first point
+    between clips) and ``resume`` continues from the folder's checkpoint, skipping the frames
+    already written; with either, overlay.mp4 is drawn from the masks once tracking is done.
     Returns the number of frames written.
     """
-    from deva.io.writer import ResultWriter
+    from deva import resume as resumable
+    from deva.io.writer import ResultWriter, render_overlay
 
+    if checkpoint_every < 0:
+        raise DevaError(f"--checkpoint-every must be >= 0, got {checkpoint_every}")
+    out = Path(output)
+    fingerprint = resumable.run_fingerprint(tracker, frames.description)
+    restored = resumable.load_checkpoint(out, fingerprint) if resume else None
+    if resume and restored is None:
+        log.warning("no checkpoint in %s: starting from the first frame", out)
+    every = restored.every if restored and not checkpoint_every else checkpoint_every
+    resumable_run = every > 0 or resume
+    if resumable_run and video and isinstance(frames, IterableSource):
+        raise DevaError(
+            f"{frames.description} can be read only once, but a resumable run draws overlay.mp4 "
+            "in a second pass; pass a list of frames, or turn the video off"
+        )
+    if restored is not None and not (out / restored.writer.partial_name).exists():
+        return _finish_finished_run(out, frames, video=video)
+    if restored is None:
+        state = tracker.start(given_masks)
+        skip, position = 0, None
+    else:
+        state = resumable.restore(tracker, restored, given_masks)
+        skip, position = restored.frames_seen, restored.writer
     pending: dict[int, Frame] = {}
+    with ResultWriter(
+        out,
+        fps=frames.fps,
+        video=video and not resumable_run,
+        resume_from=position,
+        resumable=resumable_run,
+        category_names=getattr(tracker.segmenter, "category_names", None),
+    ) as writer:
+        saved_at = writer.num_frames
 
-    def remembered() -> Iterator[Frame]:
-        for frame in frames:
+        def emit(results: list[FrameResult]) -> None:
+            for result in results:
+                writer.write(pending.pop(result.frame_index), result)
+                if on_result is not None:
+                    on_result(result)
+
+        for seen, frame in enumerate(frames):
+            if seen < skip:
+                continue
             pending[frame.index] = frame
-            yield frame
-
-    with ResultWriter(output, fps=frames.fps, video=video) as writer:
-        for result in tracker.run(remembered(), given_masks=given_masks):
-            writer.write(pending.pop(result.frame_index), result)
-            if on_result is not None:
-                on_result(result)
+            emit(tracker.step(state, frame))
+            if every > 0 and writer.num_frames - saved_at >= every and resumable.is_quiet(state):
+                checkpoint = resumable.snapshot(
+                    tracker,
+                    state,
+                    fingerprint=fingerprint,
+                    every=every,
+                    writer=writer.position(),
+                )
+                resumable.save_checkpoint(out, checkpoint)
+                saved_at = writer.num_frames
+        emit(tracker.finish(state))
+    if resumable_run:
+        if video:
+            render_overlay(frames, out, fps=frames.fps)
+        resumable.remove_checkpoint(out)
     return writer.num_frames
+
+
+def _finish_finished_run(out: Path, frames: FrameSource, *, video: bool) -> int:
+    """A resumable run killed after its annotations were final: only the overlay may be left."""
+    import json
+
+    from deva import resume as resumable
+    from deva.io.writer import ANNOTATIONS, OVERLAY, render_overlay
+
+    annotations = out / ANNOTATIONS
+    if not annotations.is_file():
+        raise DevaError(
+            f"cannot resume {out}: the checkpoint's annotation stream is gone; start over"
+        )
+    if video and not (out / OVERLAY).is_file():
+        render_overlay(frames, out, fps=frames.fps)
+    resumable.remove_checkpoint(out)
+    return int(json.loads(annotations.read_text(encoding="utf-8"))["num_frames"])
 
 
 def _motion() -> ImageSegmenter:
@@ -157,7 +266,7 @@ def _precomputed(
     return PrecomputedSegmenter(detections, frame_name=source.name, allow_missing=allow_missing)
 
 
-def _network(checkpoint: str | Path | None, device: str) -> Propagator:
+def _network(checkpoint: str | Path | None, device: str, max_memory_mb: float | None) -> Propagator:
     if checkpoint is None:
         raise DevaError(
             "the network propagator needs --checkpoint: the official DEVA-propagation.pth "
@@ -168,10 +277,23 @@ def _network(checkpoint: str | Path | None, device: str) -> Propagator:
     from deva.propagation.network.propagator import NetworkPropagator
 
     torch_device = resolve_device(device)
-    return NetworkPropagator(build_network(checkpoint, torch_device), device=torch_device)
+    network = build_network(checkpoint, torch_device)
+    return NetworkPropagator(network, device=torch_device, max_memory_mb=max_memory_mb)
 
 
-def _flow() -> Propagator:
+def _learned(name: str, models: ModelOptions | None) -> ImageSegmenter:
+    from deva.segmenters.learned import build_segmenter
+
+    return build_segmenter(name, models or ModelOptions())
+
+
+def _sam2(model: str | None, device: str) -> Propagator:
+    from deva.segmenters.learned import build_sam2_propagator
+
+    return build_sam2_propagator(model, device)
+
+
+def _flow(max_memory_mb: float | None = None) -> Propagator:
     from deva.propagation.flow import FlowPropagator
 
-    return FlowPropagator()
+    return FlowPropagator(max_memory_mb=max_memory_mb)

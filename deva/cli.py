@@ -11,12 +11,16 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
+from deva.cli_tasks import task_app
 from deva.config import TrackerConfig
 from deva.errors import DevaError
 
 if TYPE_CHECKING:
+    from rich.progress import TaskID
+
     from deva.io.frames import FrameSource
     from deva.tracker import GivenMasks, Tracker
+    from deva.train.trainer import StepLog
 
 app = typer.Typer(
     add_completion=False,
@@ -25,17 +29,22 @@ app = typer.Typer(
 )
 eval_app = typer.Typer(no_args_is_help=True, help="Score results against a benchmark.")
 app.add_typer(eval_app, name="eval")
+app.add_typer(task_app, name="run-task")
 console = Console(stderr=True)
 
 
 class SegmenterName(StrEnum):
     motion = "motion"
     precomputed = "precomputed"
+    auto = "auto"
+    text = "text"
+    panoptic = "panoptic"
 
 
 class PropagatorName(StrEnum):
     flow = "flow"
     network = "network"
+    sam2 = "sam2"
 
 
 class DeviceName(StrEnum):
@@ -67,13 +76,59 @@ class DavisMatch(StrEnum):
 
 @app.command()
 def track(
+    ctx: typer.Context,
     input: Annotated[str, typer.Argument(help="Video file, folder of frames, or a glob.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output folder.")],
     segmenter: Annotated[
         SegmenterName | None,
         typer.Option(
             help="Image segmenter. Default: precomputed if --detections is given, else motion "
-            "(weight-free moving-object segmentation)."
+            "(weight-free moving-object segmentation). Learned (deva[models]): auto (SAM "
+            "everything, prompted where nothing is tracked), text (--prompt: Grounding DINO + "
+            "SAM), panoptic (Mask2Former / OneFormer / EoMT)."
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Image model for auto/text (a SAM) or panoptic: Hugging Face hub id or local "
+            "folder. Default: facebook/sam-vit-huge, facebook/mask2former-swin-large-coco-panoptic."
+        ),
+    ] = None,
+    prompt: Annotated[
+        str | None,
+        typer.Option(help="Text mode: class names separated by '.', e.g. \"person.dog.ball\"."),
+    ] = None,
+    detector: Annotated[
+        str | None,
+        typer.Option(
+            help="Text mode detector: Grounding DINO or OWLv2 hub id / folder. "
+            "Default: IDEA-Research/grounding-dino-tiny."
+        ),
+    ] = None,
+    box_threshold: Annotated[
+        float, typer.Option(help="Text mode: detector confidence for boxes and class names.")
+    ] = 0.35,
+    points_per_side: Annotated[
+        int, typer.Option(help="Auto mode: SAM point grid size (N x N prompts).")
+    ] = 64,
+    points_per_batch: Annotated[
+        int, typer.Option(help="Auto mode: SAM prompts per decoder call (memory vs speed).")
+    ] = 64,
+    pred_iou_threshold: Annotated[
+        float, typer.Option(help="Auto mode: keep SAM masks with predicted IoU above this.")
+    ] = 0.88,
+    suppress_small: Annotated[
+        bool,
+        typer.Option(
+            help="Auto mode: larger masks win overlaps; drop masks that lose over 20 %."
+        ),
+    ] = False,
+    sam2_model: Annotated[
+        str | None,
+        typer.Option(
+            help="SAM 2 video model for --propagator sam2 (hub id or folder). "
+            "Default: facebook/sam2.1-hiera-tiny."
         ),
     ] = None,
     detections: Annotated[
@@ -90,7 +145,10 @@ def track(
     ] = None,
     propagator: Annotated[
         PropagatorName,
-        typer.Option(help="Temporal propagator: flow (no weights) or network (DEVA network)."),
+        typer.Option(
+            help="Temporal propagator: flow (no weights), network (DEVA network) or sam2 "
+            "(SAM 2 video model, deva[models])."
+        ),
     ] = PropagatorName.flow,
     checkpoint: Annotated[
         str | None,
@@ -132,6 +190,28 @@ def track(
         bool, typer.Option(help="Treat a frame without a detection PNG as an empty detection.")
     ] = False,
     video: Annotated[bool, typer.Option("--video/--no-video", help="Write overlay.mp4.")] = True,
+    max_memory: Annotated[
+        float | None,
+        typer.Option(
+            help="Cap the propagator's memory at this many MiB; past it the network propagator "
+            "cuts long-term, then working memory (logged). Default: the memory policy alone."
+        ),
+    ] = None,
+    checkpoint_every: Annotated[
+        int,
+        typer.Option(
+            help="Save the tracking state about every N frames (0 = never), so --resume can "
+            "continue after a crash or a kill."
+        ),
+    ] = 0,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue the run in OUTPUT from its last checkpoint (same input and options); "
+            "starts over if there is none.",
+        ),
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
     """Track every object of INPUT; write masks/, annotations.json and overlay.mp4 to OUTPUT."""
@@ -142,28 +222,65 @@ def track(
     from deva.tracker import Tracker
 
     def run() -> None:
-        config = TrackerConfig(
-            mode=mode.value,
+        from deva.segmenters.options import ModelOptions
+
+        tuned = _mode_defaults(
+            ctx,
+            segmenter.value if segmenter else None,
             detect_every=detect_every,
-            clip_size=clip_size,
-            keyframe=keyframe.value,
             max_missed=max_missed,
             max_objects=max_objects,
             incremental=incremental,
+        )
+        config = TrackerConfig(
+            mode=mode.value,
+            clip_size=clip_size,
+            keyframe=keyframe.value,
             size=size,
+            **tuned,  # type: ignore[arg-type]
+        )
+        models = ModelOptions(
+            model=model,
+            detector=detector,
+            prompt=prompt,
+            device=device.value,
+            points_per_side=points_per_side,
+            points_per_batch=points_per_batch,
+            pred_iou_threshold=pred_iou_threshold,
+            suppress_small=suppress_small,
+            box_threshold=box_threshold,
         )
         frames = open_frames(input)
-        given = InitMasks(init_masks, frame_name=frames.name) if init_masks else None
+        given = (
+            InitMasks(init_masks, frame_name=frames.name, num_frames=frames.num_frames)
+            if init_masks
+            else None
+        )
         image_model = choose_segmenter(
             segmenter.value if segmenter else None,
             source=frames,
             detections=detections,
             init_masks=given is not None,
             allow_missing=allow_missing,
+            models=models,
         )
-        temporal = make_propagator(propagator.value, checkpoint=checkpoint, device=device.value)
+        temporal = make_propagator(
+            propagator.value,
+            checkpoint=checkpoint,
+            device=device.value,
+            max_memory_mb=max_memory,
+            sam2_model=sam2_model,
+        )
         tracker = Tracker(image_model, temporal, config)
-        written = _write_run(tracker, frames, output, video=video, given_masks=given)
+        written = _write_run(
+            tracker,
+            frames,
+            output,
+            video=video,
+            given_masks=given,
+            checkpoint_every=checkpoint_every,
+            resume=resume,
+        )
         console.print(f"[green]{written} frames[/green] tracked -> {output}")
 
     _guarded(run)
@@ -193,6 +310,340 @@ def demo(
         console.print(f"masks: {output / 'masks'}   annotations: {output / 'annotations.json'}")
 
     _guarded(run)
+
+
+@app.command()
+def batch(
+    ctx: typer.Context,
+    input: Annotated[
+        Path,
+        typer.Argument(
+            help="Folder of videos (video files and sub-folders of frames) or a .txt file "
+            "listing one video or frame folder per line."
+        ),
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Output folder: one sub-folder per video.")
+    ],
+    workers: Annotated[
+        int, typer.Option(help="Videos tracked at once; > 1 runs them as Ray tasks.")
+    ] = 1,
+    address: Annotated[
+        str | None,
+        typer.Option(help="Run on this Ray cluster (e.g. auto or ray://host:10001)."),
+    ] = None,
+    segmenter: Annotated[
+        SegmenterName | None, typer.Option(help="Image segmenter (as deva track).")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Image model for auto/text/panoptic (as deva track).")
+    ] = None,
+    prompt: Annotated[
+        str | None, typer.Option(help="Text mode: class names separated by '.'.")
+    ] = None,
+    detector: Annotated[
+        str | None, typer.Option(help="Text mode detector (as deva track).")
+    ] = None,
+    sam2_model: Annotated[
+        str | None, typer.Option(help="SAM 2 video model for --propagator sam2.")
+    ] = None,
+    detections: Annotated[
+        Path | None,
+        typer.Option(help="Folder with one sub-folder of precomputed detections per video."),
+    ] = None,
+    init_masks: Annotated[
+        Path | None,
+        typer.Option(help="Folder with one sub-folder of given masks per video (VOS)."),
+    ] = None,
+    propagator: Annotated[
+        PropagatorName, typer.Option(help="Temporal propagator.")
+    ] = PropagatorName.flow,
+    checkpoint: Annotated[
+        str | None, typer.Option(help="Network weights (with --propagator network).")
+    ] = None,
+    device: Annotated[DeviceName, typer.Option(help="Where the network runs.")] = DeviceName.auto,
+    mode: Annotated[ModeName, typer.Option(help="semionline or online.")] = ModeName.semionline,
+    detect_every: Annotated[
+        int, typer.Option(help="Run the image segmenter every N frames.")
+    ] = TrackerConfig.detect_every,
+    clip_size: Annotated[
+        int, typer.Option(help="Frames per clip in semionline mode.")
+    ] = TrackerConfig.clip_size,
+    keyframe: Annotated[
+        KeyframeName, typer.Option(help="Where in the clip the consensus is merged.")
+    ] = KeyframeName.first,
+    max_missed: Annotated[
+        int, typer.Option(help="Delete an object after more than N missed detections.")
+    ] = TrackerConfig.max_missed,
+    max_objects: Annotated[
+        int, typer.Option(help="At most N tracked objects (0 = unlimited).")
+    ] = TrackerConfig.max_objects,
+    incremental: Annotated[
+        bool, typer.Option(help="Count a miss only if the object also left the propagation.")
+    ] = TrackerConfig.incremental,
+    size: Annotated[
+        int, typer.Option(help="Short side of the working resolution (-1 = native).")
+    ] = TrackerConfig.size,
+    allow_missing: Annotated[
+        bool, typer.Option(help="Treat a frame without a detection PNG as an empty detection.")
+    ] = False,
+    video: Annotated[bool, typer.Option("--video/--no-video", help="Write overlay.mp4.")] = True,
+    max_memory: Annotated[
+        float | None, typer.Option(help="Cap each propagator's memory at this many MiB.")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
+    """Track many videos: OUTPUT/<video>/ each, OUTPUT/manifest.json, OUTPUT/summary.md.
+
+    A failed video is reported and the rest go on (exit code 1 if any failed). Re-running
+    skips the videos already done and retries the others.
+    """
+    _logging(verbose)
+
+    def run() -> None:
+        from deva.batch import SUMMARY, run_batch
+        from deva.batch_progress import BatchProgress
+        from deva.segmenters.options import ModelOptions
+
+        tuned = _mode_defaults(
+            ctx,
+            segmenter.value if segmenter else None,
+            detect_every=detect_every,
+            max_missed=max_missed,
+            max_objects=max_objects,
+            incremental=incremental,
+        )
+        config = TrackerConfig(
+            mode=mode.value,
+            clip_size=clip_size,
+            keyframe=keyframe.value,
+            size=size,
+            **tuned,  # type: ignore[arg-type]
+        )
+        models = ModelOptions(model=model, detector=detector, prompt=prompt, device=device.value)
+        with BatchProgress(console) as progress:
+            report = run_batch(
+                input,
+                output,
+                workers=workers,
+                address=address,
+                config=config,
+                segmenter=segmenter.value if segmenter else None,
+                propagator=propagator.value,
+                checkpoint=checkpoint,
+                device=device.value,
+                detections=detections,
+                init_masks=init_masks,
+                allow_missing=allow_missing,
+                video=video,
+                models=models,
+                max_memory_mb=max_memory,
+                sam2_model=sam2_model,
+                on_start=progress.on_start,
+                on_video=progress.on_video,
+                on_frame=progress.on_frame,
+            )
+        typer.echo(report.to_markdown())
+        console.print(f"summary: {output / SUMMARY}   manifest: {output / 'manifest.json'}")
+        if not report.ok:
+            raise typer.Exit(1)
+
+    _guarded(run)
+
+
+class ExportFormat(StrEnum):
+    coco = "coco"
+    mots = "mots"
+    cvat = "cvat"
+
+
+@app.command()
+def export(
+    results: Annotated[
+        Path, typer.Argument(help="A deva track output folder (coco: also a deva batch output).")
+    ],
+    format: Annotated[
+        ExportFormat,
+        typer.Option(
+            "--format",
+            "-f",
+            help="coco: YouTube-VIS style COCO-RLE JSON; mots: KITTI-MOTS / MOTSChallenge txt; "
+            "cvat: CVAT for video 1.1 XML (mask tracks).",
+        ),
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="File to write (default RESULTS/coco.json, mots.txt, cvat.xml)."
+        ),
+    ] = None,
+) -> None:
+    """Convert tracking results to a format other tools read."""
+    _logging(False)
+
+    def run() -> None:
+        from deva.io.exports import export_results
+
+        written, videos = export_results(results, format.value, output)
+        console.print(f"[green]{format.value}[/green]: {videos} video(s) -> {written}")
+
+    _guarded(run)
+
+
+@app.command()
+def web(
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (0.0.0.0 = every network interface).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 7860,
+    share: Annotated[
+        bool, typer.Option("--share/--no-share", help="Also open a temporary public gradio link.")
+    ] = False,
+) -> None:
+    """Open the web app: upload a video, choose a mode, watch the overlay, download the results
+    (needs gradio, the web extra)."""
+    _logging(False)
+
+    def run() -> None:
+        from deva.web import serve
+
+        serve(host=host, port=port, share=share)
+
+    _guarded(run)
+
+
+@app.command("train")
+def train_command(
+    config: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Training config (TOML; write one with deva train-config). With --resume it "
+            "may be left out or be the run folder itself.",
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Run folder (checkpoints, weights).")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run folder from its last checkpoint.")
+    ] = False,
+    device: Annotated[DeviceName | None, typer.Option(help="Override the config's device.")] = None,
+    iterations: Annotated[
+        int | None, typer.Option(help="Override every stage's iterations.")
+    ] = None,
+    print_config: Annotated[
+        bool, typer.Option("--print-config", help="Print the default config and exit.")
+    ] = False,
+) -> None:
+    """Train the propagation network (static-image then video stages, spec §7)."""
+    _logging(False)
+    if print_config:
+        from deva.train.config import config_to_toml
+
+        typer.echo(config_to_toml(), nl=False)
+        return
+
+    def run() -> None:
+        from dataclasses import replace
+
+        from deva.train.config import load_config
+        from deva.train.trainer import train
+
+        config_path, run_dir = config, output
+        if config_path is not None and config_path.is_dir():
+            if run_dir is not None and run_dir.resolve() != config_path.resolve():
+                raise DevaError(f"{config_path} is a folder, not a TOML training config")
+            run_dir, config_path = config_path, None
+        if run_dir is None:
+            raise DevaError("give the run folder: deva train CONFIG.toml -o RUN_DIR")
+        if config_path is None:
+            if not resume:
+                raise DevaError("give a training config (deva train-config writes the default)")
+            config_path = run_dir / "config.toml"
+        settings = load_config(config_path)
+        if iterations is not None:
+            settings = settings.with_iterations(iterations)
+        if device is not None:
+            settings = replace(settings, device=device.value)
+        with _TrainProgress() as progress:
+            result = train(settings, run_dir, resume=resume, on_step=progress.update)
+        if result.interrupted:
+            console.print(
+                f"[yellow]interrupted[/yellow]: checkpoint saved at stage {result.stage} "
+                f"iteration {result.iteration}; continue with: deva train --resume {run_dir}"
+            )
+            raise typer.Exit(130)
+        console.print(f"[green]trained[/green] -> {result.weights}")
+        console.print(
+            f"use it: deva track VIDEO -o OUT --propagator network --checkpoint {result.weights}"
+        )
+
+    _guarded(run)
+
+
+@app.command("train-config")
+def train_config(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+    ] = None,
+) -> None:
+    """Write the default training config (TOML, every key commented) to edit for deva train."""
+    from deva.train.config import config_to_toml
+
+    def run() -> None:
+        if output is None:
+            typer.echo(config_to_toml(), nl=False)
+            return
+        from deva.io.atomic import atomic_path
+
+        try:
+            with atomic_path(output) as temp:
+                temp.write_text(config_to_toml(), encoding="utf-8")
+        except OSError as err:
+            raise DevaError(f"cannot write {output}: {err.strerror or err}") from err
+        console.print(f"default training config -> {output}")
+
+    _guarded(run)
+
+
+class _TrainProgress:
+    """A rich progress bar per training stage showing loss and it/s (silent off a terminal)."""
+
+    def __enter__(self) -> _TrainProgress:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("[bold]stage {task.fields[stage]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.4f}  {task.fields[rate]:.2f} it/s"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not console.is_terminal,
+        )
+        self._tasks: dict[str, TaskID] = {}
+        self._progress.__enter__()
+        return self
+
+    def update(self, step: StepLog) -> None:
+        if step.stage not in self._tasks:
+            self._tasks[step.stage] = self._progress.add_task(
+                "train", total=step.total, stage=step.stage, loss=0.0, rate=0.0
+            )
+        self._progress.update(
+            self._tasks[step.stage], completed=step.iteration, loss=step.loss, rate=step.it_per_s
+        )
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.__exit__(*exc)  # type: ignore[arg-type]
 
 
 @eval_app.command("davis")
@@ -226,6 +677,59 @@ def eval_davis(
     _guarded(run)
 
 
+@eval_app.command("vipseg")
+def eval_vipseg(
+    results: Annotated[Path, typer.Option(help="Folder with pred.json and pan_pred/<video>/.")],
+    gt: Annotated[
+        Path, typer.Option(help="VIPSeg_720P folder (with panomasksRGB/) or the masks folder.")
+    ],
+    gt_json: Annotated[
+        Path | None,
+        typer.Option(
+            help="Panoptic gt JSON (default: the panoptic_gt_VIPSeg_*.json next to --gt)."
+        ),
+    ] = None,
+    video: Annotated[
+        list[str] | None, typer.Option(help="Score only this video (repeatable; default all).")
+    ] = None,
+    windows: Annotated[
+        str, typer.Option(help="VPQ window lengths in frames, comma-separated (999 = whole clip).")
+    ] = "1,2,4,6,8,10,999",
+) -> None:
+    """VPQ (per window, thing / stuff) and STQ (AQ, SQ) as the VIPSeg toolkit."""
+    _logging(False)
+    from deva.eval.vipseg import evaluate_vipseg
+
+    def run() -> None:
+        try:
+            sizes = [int(k) for k in windows.split(",") if k.strip()]
+        except ValueError as err:
+            raise DevaError(f"--windows must be comma-separated integers, got {windows!r}") from err
+        report = evaluate_vipseg(results, gt, gt_json=gt_json, videos=video or None, windows=sizes)
+        typer.echo(report.to_markdown())
+
+    _guarded(run)
+
+
+@eval_app.command("burst")
+def eval_burst(
+    results: Annotated[Path, typer.Option(help="Results JSON in the BURST annotation layout.")],
+    gt: Annotated[Path, typer.Option(help="BURST ground-truth JSON (e.g. val/all_classes.json).")],
+    max_detections: Annotated[
+        int, typer.Option(help="Most predictions kept per frame, by score (0 = all).")
+    ] = 300,
+) -> None:
+    """OWTA / HOTA / DetRe / AssA over all, common and uncommon categories (open-world BURST)."""
+    _logging(False)
+    from deva.eval.burst import evaluate_burst
+
+    def run() -> None:
+        report = evaluate_burst(results, gt, max_detections=max_detections)
+        typer.echo(report.to_markdown())
+
+    _guarded(run)
+
+
 def _write_run(
     tracker: Tracker,
     frames: FrameSource,
@@ -233,8 +737,11 @@ def _write_run(
     *,
     video: bool,
     given_masks: GivenMasks | None = None,
+    checkpoint_every: int = 0,
+    resume: bool = False,
 ) -> int:
-    """Track ``frames`` into ``output`` with a progress bar (frames/s); returns frames written."""
+    """Track ``frames`` into ``output`` with a progress bar (frames/s, this session's frames);
+    returns the frames written in all."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -260,8 +767,30 @@ def _write_run(
             progress.update(task, completed=done, fps=done / (progress.tasks[0].elapsed or 1e-9))
 
         return track_to_folder(
-            tracker, frames, output, video=video, on_result=advance, given_masks=given_masks
+            tracker,
+            frames,
+            output,
+            video=video,
+            on_result=advance,
+            given_masks=given_masks,
+            checkpoint_every=checkpoint_every,
+            resume=resume,
         )
+
+
+def _mode_defaults(
+    ctx: typer.Context, segmenter: str | None, **values: object
+) -> dict[str, object]:
+    """``values`` with the segmenter mode's tracker defaults (e.g. auto: max 200 objects,
+    incremental) in place of the options the user did not set."""
+    from click.core import ParameterSource
+
+    from deva.segmenters.options import tracker_defaults
+
+    for name, value in tracker_defaults(segmenter).items():
+        if ctx.get_parameter_source(name) in (ParameterSource.DEFAULT, None):
+            values[name] = value
+    return values
 
 
 def _guarded(run: object) -> None:
@@ -269,11 +798,24 @@ def _guarded(run: object) -> None:
     try:
         run()
     except DevaError as err:
-        console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+        console.print(f"[red]error:[/red] {_printable(err)}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/yellow]: finished frames were kept.")
         raise typer.Exit(130) from None
+
+
+def _printable(err: DevaError) -> str:
+    """The message as one line of literal text: rich markup in paths (``[x]``) escaped, bytes
+    of non-UTF-8 file names shown as ``\\xff``, line breaks flattened."""
+    from rich.markup import escape
+
+    text = str(err)
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that is no escaped byte (from JSON, say)
+        raw = text.encode("utf-8", "backslashreplace")
+    return escape(" ".join(raw.decode("utf-8", "backslashreplace").splitlines()))
 
 
 def _logging(verbose: bool) -> None:

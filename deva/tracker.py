@@ -88,11 +88,15 @@ class Tracker:
         propagated masks on that frame and are never deleted for missing detections when
         there is no segmenter (``segmenter=None``: pure propagation from the given masks).
         """
-        state = TrackerState(given_masks=given_masks)
-        self.propagator.reset()
+        state = self.start(given_masks)
         for frame in frames:
             yield from self.step(state, frame)
         yield from self.finish(state)
+
+    def start(self, given_masks: GivenMasks | None = None) -> TrackerState:
+        """A fresh state for a new video (the propagator forgets the previous one)."""
+        self.propagator.reset()
+        return TrackerState(given_masks=given_masks)
 
     def step(self, state: TrackerState, frame: Frame) -> list[FrameResult]:
         """Take the next frame; return the results that became final (none while a clip fills).

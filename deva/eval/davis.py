@@ -485,7 +485,8 @@ def evaluate_davis(
 
     Results are read from ``<results_dir>/<seq>/masks/<frame>.png`` (deva's output) or
     ``<results_dir>/<seq>/<frame>.png`` (plain DAVIS layout), detected per sequence, and resized
-    (nearest) to the gt size when they differ. ``match`` defaults to ``hungarian`` for the
+    (nearest) to the gt size when only the resolution differs (a result of another aspect
+    ratio is an error). ``match`` defaults to ``hungarian`` for the
     unsupervised task and ``identity`` for semi-supervised; ``skip_first_last`` defaults to True
     for semi-supervised only. ``sequences`` defaults to the results' sequences that have gt.
     A gt sequence holding only 0 and 255 is a binary DAVIS-2016 annotation: 255 is its object.
@@ -583,8 +584,20 @@ def _read_results(folder: Path, gt_files: Sequence[Path], shape: tuple[int, int]
         path = folder / gt_file.name
         if not path.is_file():
             raise DevaError(f"{path}: result frame missing (ground truth has {gt_file.name})")
-        stack[t] = _resize_nearest(read_id_png(path), shape)
+        ids = read_id_png(path)
+        if not _same_aspect(ids.shape, shape):
+            raise DevaError(
+                f"{path}: result is {ids.shape[1]}x{ids.shape[0]} but the ground truth is "
+                f"{shape[1]}x{shape[0]}; only another resolution of the same frames (same "
+                "aspect ratio) is resized to fit"
+            )
+        stack[t] = _resize_nearest(ids, shape)
     return stack
+
+
+def _same_aspect(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
+    """Whether two (H, W) sizes have one aspect ratio, within 1 % (854x480 vs 1920x1080)."""
+    return abs(a[1] * b[0] - a[0] * b[1]) <= 0.01 * a[1] * b[0]
 
 
 def _resize_nearest(ids: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

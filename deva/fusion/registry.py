@@ -11,7 +11,11 @@ from deva.types import SegmentInfo
 
 def vote_category(category_ids: Sequence[int | None]) -> int | None:
     """The most frequent non-null category; ties go to the smallest id."""
-    counts = Counter(c for c in category_ids if c is not None)
+    return most_frequent(Counter(c for c in category_ids if c is not None))
+
+
+def most_frequent(counts: Counter[int]) -> int | None:
+    """The key with the highest count (ties -> smallest key), None if empty."""
     if not counts:
         return None
     best = max(counts.values())
@@ -26,26 +30,33 @@ def mean_score(scores: Sequence[float | None]) -> float | None:
 
 @dataclass
 class TrackedObject:
-    """One object's history. ``missed``: consecutive detection frames without a match."""
+    """One object's votes, kept as counts so memory stays constant however long the video.
+
+    ``missed``: consecutive detection frames without a match.
+    """
 
     id: int
     is_thing: bool | None
-    category_ids: list[int | None] = field(default_factory=list)
-    scores: list[float | None] = field(default_factory=list)
+    category_votes: Counter[int] = field(default_factory=Counter)
+    score_sum: float = 0.0
+    score_count: int = 0
     missed: int = 0
 
     def confirm(self, info: SegmentInfo) -> None:
-        self.category_ids.append(info.category_id)
-        self.scores.append(info.score)
+        if info.category_id is not None:
+            self.category_votes[info.category_id] += 1
+        if info.score is not None:
+            self.score_sum += info.score
+            self.score_count += 1
         self.missed = 0
 
     @property
     def category_id(self) -> int | None:
-        return vote_category(self.category_ids)
+        return most_frequent(self.category_votes)
 
     @property
     def score(self) -> float | None:
-        return mean_score(self.scores)
+        return self.score_sum / self.score_count if self.score_count else None
 
 
 class ObjectRegistry:

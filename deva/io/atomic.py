@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,3 +38,19 @@ def ensure_writable_dir(path: str | Path) -> Path:
             f"output folder {directory} is not writable: {err.strerror or err}"
         ) from err
     return directory
+
+
+_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+
+
+@contextlib.contextmanager
+def write_errors(path: str | Path) -> Iterator[None]:
+    """Turn an OSError raised while writing ``path`` (disk full, file too large, folder gone)
+    into one DevaError naming the file, so the CLI prints a line instead of a traceback."""
+    try:
+        yield
+    except OSError as err:
+        reason = err.strerror or str(err)
+        if err.errno in _FULL:
+            reason += " (is the disk full?)"
+        raise DevaError(f"{path}: write failed: {reason}") from err

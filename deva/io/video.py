@@ -46,12 +46,19 @@ class VideoWriter:
     Use as a context manager (or call ``close``). Odd sizes are padded by one edge-replicated
     row/column because yuv420p needs even dimensions. If the block raises, or no frame was
     written, no file is left at ``path``. ``libx264`` falls back to ``mpeg4`` when the FFmpeg
-    build lacks it; ``crf`` applies to libx264 only. MP4/MOV get their index first
+    build lacks it; ``crf`` and ``preset`` apply to libx264 only (veryfast: 3x faster than
+    x264's default for overlays, at a similar size). MP4/MOV get their index first
     (faststart): they play while downloading, and a truncated copy fails loudly on read.
     """
 
     def __init__(
-        self, path: str | Path, fps: float, *, codec: str = "libx264", crf: int = 23
+        self,
+        path: str | Path,
+        fps: float,
+        *,
+        codec: str = "libx264",
+        crf: int = 23,
+        preset: str = "veryfast",
     ) -> None:
         self.path = Path(path)
         self.format = _FORMATS.get(self.path.suffix.lower())
@@ -74,6 +81,7 @@ class VideoWriter:
             codec = _FALLBACK_CODEC
         self.codec = codec
         self.crf = int(crf)
+        self.preset = preset
         self.frames_written = 0
         self._size: tuple[int, int] | None = None  # (h, w) of the frames given
         self._files = contextlib.ExitStack()
@@ -169,7 +177,7 @@ class VideoWriter:
             stream.height = height + height % 2
             stream.pix_fmt = "yuv420p"
             if self.codec == "libx264":
-                stream.options = {"crf": str(self.crf)}
+                stream.options = {"crf": str(self.crf), "preset": self.preset}
             else:
                 # No CRF outside x264: ~0.2 bits per pixel is visually fine for overlays.
                 stream.bit_rate = max(1_000_000, int(stream.width * stream.height * self.fps * 0.2))

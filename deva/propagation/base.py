@@ -34,7 +34,8 @@ class Propagator(Protocol):
         ...
 
     def memorize(self, image: np.ndarray, masks: np.ndarray, object_ids: Sequence[int]) -> None:
-        """Store the objects' hard masks ((K, H, W) bool) at ``image``, the current frame.
+        """Store the objects' masks at ``image``, the current frame: (K, H, W) bool hard masks,
+        or float probabilities in [0, 1] (soft, e.g. the associated consensus of spec §3.8).
 
         After this call, ``object_ids`` is exactly ``object_ids`` (new ids appended, ids not listed
         dropped) and the next ``propagate`` starts from these masks.

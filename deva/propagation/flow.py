@@ -14,14 +14,18 @@ changed IoU by less than 0.005 after 30 frames on DAVIS, so the cheaper soft sta
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
 
 from deva.errors import DevaError
 from deva.propagation.base import check_image
+
+log = logging.getLogger(__name__)
 
 __all__ = ["DIS_PRESETS", "FlowPropagator"]
 
@@ -112,6 +116,7 @@ class FlowPropagator:
         occlusion_relative: float = 0.01,
         edge_gated: bool = True,
         min_fragment: float = 0.0,
+        max_memory_mb: float | None = None,
     ) -> None:
         if preset not in DIS_PRESETS:
             raise DevaError(f"unknown DIS preset {preset!r}; available: {', '.join(DIS_PRESETS)}")
@@ -133,6 +138,10 @@ class FlowPropagator:
         if not 0.0 <= min_fragment < 1.0:
             raise DevaError(f"min_fragment must be in [0, 1), got {min_fragment}")
         self.min_fragment = min_fragment
+        if max_memory_mb is not None and max_memory_mb <= 0:
+            raise DevaError(f"max_memory_mb must be > 0, got {max_memory_mb}")
+        self.max_memory_bytes = None if max_memory_mb is None else int(max_memory_mb * 2**20)
+        self._over_budget_said = False
         self.finest_scale = finest_scale  # applied per image size, see _checked_geometry
         self._dis = cv2.DISOpticalFlow_create(DIS_PRESETS[preset])
         if refinement_iterations is not None:
@@ -153,6 +162,23 @@ class FlowPropagator:
         self._previous: np.ndarray | None = None  # (h, w) uint8 gray at flow resolution
         self._masks: np.ndarray = np.empty((0, 0, 0), np.float32)  # (K, H, W) soft, objects only
         self._boxes: list[_Box] = []  # per object, the box outside which its mask is 0
+
+    def state_dict(self) -> dict[str, object]:
+        """The remembered frame and masks (not the settings), for resumable runs."""
+        return {
+            "object_ids": list(self._object_ids),
+            "shape": self._shape,
+            "previous": self._previous,
+            "masks": self._masks,
+            "boxes": list(self._boxes),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self._object_ids = [int(i) for i in state["object_ids"]]
+        self._shape = state["shape"]
+        self._previous = state["previous"]
+        self._masks = state["masks"]
+        self._boxes = list(state["boxes"])
 
     def propagate(self, image: np.ndarray) -> np.ndarray:
         """(1 + K, H, W) float32 probabilities at ``image``, warped from the remembered frame."""
@@ -177,6 +203,23 @@ class FlowPropagator:
         self._masks = soft
         self._boxes = [_support_box(mask) for mask in soft]
         self._object_ids = [int(i) for i in object_ids]
+        self._check_budget()
+
+    def _check_budget(self) -> None:
+        """Flow memory is one mask per object and does not grow with the video: there is
+        nothing to cut, so going over the budget is only reported (once)."""
+        if self.max_memory_bytes is None or self._over_budget_said:
+            return
+        if self._masks.nbytes > self.max_memory_bytes:
+            self._over_budget_said = True
+            log.warning(
+                "memory budget %.0f MiB exceeded: %d object masks take %.0f MiB; the flow "
+                "propagator keeps one mask per object and cannot shrink it (lower --max-objects "
+                "or --size)",
+                self.max_memory_bytes / 2**20,
+                len(self._object_ids),
+                self._masks.nbytes / 2**20,
+            )
 
     def align(
         self, src_image: np.ndarray, src_masks: np.ndarray, dst_image: np.ndarray
@@ -404,7 +447,8 @@ def _warp(
 
 
 def _soft_masks(masks: np.ndarray, object_ids: Sequence[int], shape: tuple[int, int]) -> np.ndarray:
-    """Check (K, H, W) hard masks against ids and image size; float32, overlaps shared."""
+    """Check (K, H, W) masks (hard, or float = soft) against ids and image size; float32,
+    overlaps shared."""
     masks = np.asarray(masks)
     ids = [int(i) for i in object_ids]
     if masks.ndim != 3 or masks.shape[1:] != shape:
@@ -415,7 +459,10 @@ def _soft_masks(masks: np.ndarray, object_ids: Sequence[int], shape: tuple[int, 
         raise DevaError(f"got {masks.shape[0]} masks for {len(ids)} object ids")
     if len(set(ids)) != len(ids):
         raise DevaError(f"object ids must be unique, got {ids}")
-    soft = (masks > 0).astype(np.float32)
+    if np.issubdtype(masks.dtype, np.floating):  # soft probabilities (spec §3.8), kept as is
+        soft = np.clip(masks, 0.0, 1.0).astype(np.float32)
+    else:
+        soft = (masks > 0).astype(np.float32)
     if len(ids) > 1:
         total = soft.sum(axis=0)
         if total.max() > 1:

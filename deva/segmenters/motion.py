@@ -59,7 +59,9 @@ history is kept, so the same frames give the same output.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -152,6 +154,14 @@ class MotionSegmenter:
     def reset(self) -> None:
         """Forget the frame history (start of a new video)."""
         self._history.clear()
+
+    def state_dict(self) -> dict[str, object]:
+        """The frame history, for resumable runs."""
+        return {"history": list(self._history)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self._history.clear()
+        self._history.extend(state["history"])
 
     def observe(self, image: np.ndarray, *, frame_index: int) -> None:
         """Remember a small grayscale copy of the frame for later flow computation."""

@@ -33,6 +33,8 @@ class PrecomputedSegmenter:
     frame_name: maps a frame index to the file stem (the frame source's ``name``); by default
         the i-th PNG of the folder in natural order.
     allow_missing: a frame with no PNG becomes an empty detection instead of an error.
+    global_meta: this video's per-frame segment lists, already read from a dataset-level
+        ``pred.json`` (``read_dataset_meta``); they win over any JSON in ``root``.
     """
 
     def __init__(
@@ -41,14 +43,18 @@ class PrecomputedSegmenter:
         *,
         frame_name: Callable[[int], str] | None = None,
         allow_missing: bool = False,
+        global_meta: list[Any] | None = None,
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
-            raise DevaError(f"detections folder {self.root} does not exist")
+            problem = "is not a folder" if self.root.exists() else "does not exist"
+            raise DevaError(f"detections folder {self.root} {problem}")
         self.mask_root = self.root / "pan_pred" if (self.root / "pan_pred").is_dir() else self.root
         self.allow_missing = allow_missing
         self._frame_name = frame_name or self._nth_png
-        self._global = _read_global_meta(self.root / "pred.json", video_name=self.root.name)
+        self._global = global_meta
+        if global_meta is None:
+            self._global = _read_global_meta(self.root / "pred.json", video_name=self.root.name)
         self._pngs: list[Path] | None = None
 
     def segment(
@@ -137,6 +143,23 @@ def _with_every_id(ids: np.ndarray, infos: list[SegmentInfo] | None, path: Path)
     return Segmentation(ids=ids, segments=(*infos, *(SegmentInfo(i) for i in unlisted)))
 
 
+def read_dataset_meta(path: str | Path) -> dict[str, list[Any]]:
+    """Every video's per-frame segment lists from a dataset-level ``pred.json``
+    (``{"annotations": [{"video_id", "annotations": [...]}]}``), read once for all videos."""
+    path = Path(path)
+    raw = _load_json(path)
+    videos = raw.get("annotations") if isinstance(raw, dict) else None
+    if not isinstance(videos, list):
+        raise DevaError(f"{path}: expected {{'annotations': [{{'video_id', 'annotations'}}]}}")
+    meta = {}
+    for position, video in enumerate(videos):
+        frames = video.get("annotations") if isinstance(video, dict) else None
+        if not isinstance(frames, list) or "video_id" not in video:
+            raise DevaError(f"{path}: video entry {position} needs 'video_id' and 'annotations'")
+        meta[str(video["video_id"])] = frames
+    return meta
+
+
 def _read_global_meta(path: Path, *, video_name: str) -> list[Any] | None:
     """Per-frame segment lists of this video from a global ``pred.json``, or None if absent."""
     if not path.is_file():
@@ -145,6 +168,11 @@ def _read_global_meta(path: Path, *, video_name: str) -> list[Any] | None:
     videos = raw.get("annotations") if isinstance(raw, dict) else None
     if not isinstance(videos, list) or not videos:
         raise DevaError(f"{path}: expected {{'annotations': [{{'video_id', 'annotations'}}]}}")
+    for position, video in enumerate(videos):
+        if not isinstance(video, dict):
+            raise DevaError(
+                f"{path}: video entry {position} must be an object, got {type(video).__name__}"
+            )
     if "segments_info" in videos[0]:
         return videos  # one video, frames listed directly (deva's and the demo's pred.json)
     chosen = next((v for v in videos if str(v.get("video_id")) == video_name), None)

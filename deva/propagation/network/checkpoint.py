@@ -14,6 +14,7 @@ from deva.errors import DevaError
 from .model import PropagationNetwork
 
 __all__ = [
+    "ARCHITECTURE_KEY",
     "DEFAULT_HUB_FILENAME",
     "build_network",
     "load_propagation_weights",
@@ -22,6 +23,21 @@ __all__ = [
 
 DEFAULT_HUB_FILENAME = "DEVA-propagation.pth"
 """File fetched from a hub id given as just "owner/repo"."""
+
+ARCHITECTURE_KEY = "architecture"
+"""Optional entry next to "state_dict": PropagationNetwork keyword arguments of a non-default
+network (``deva train`` writes it for e.g. the tiny network); official files have none."""
+_ARCHITECTURE_ARGS = (
+    "key_dim",
+    "value_dim",
+    "pix_feat_dim",
+    "sensory_dim",
+    "pixel_encoder_width",
+    "pixel_encoder_layers",
+    "mask_encoder_width",
+    "mask_encoder_layers",
+    "decoder_dims",
+)
 
 _WRAPPER_KEYS = ("state_dict", "model", "network")
 _MAX_LISTED = 5
@@ -82,6 +98,7 @@ def _resolve(source: str | Path) -> Path:
 
 
 def _read(path: Path) -> object:
+    _check_format(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
@@ -95,6 +112,24 @@ def _read(path: Path) -> object:
     except Exception as err:  # zip reader / EOF / unpickling errors from a damaged file
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise DevaError(f"checkpoint {path} is truncated or corrupt ({first})") from err
+
+
+def _check_format(path: Path) -> None:
+    """torch.save writes a zip archive (or, in the legacy format, a pickle starting with the
+    protocol byte 0x80); anything else is some other file, which the unpickler would report
+    misleadingly as forbidden objects."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(4)
+    except OSError as err:
+        raise DevaError(f"checkpoint {path} cannot be read ({err.strerror or err})") from err
+    if not head:
+        raise DevaError(f"checkpoint {path} is an empty file")
+    if not (head.startswith(b"PK") or head.startswith(b"\x80")):
+        raise DevaError(
+            f"checkpoint {path} is not a PyTorch checkpoint (it starts with {head!r}; a file "
+            "from torch.save is a zip archive), e.g. a download page saved instead of the file"
+        )
 
 
 def _unwrap(loaded: object, path: Path) -> Mapping[str, object]:
@@ -172,7 +207,11 @@ def load_propagation_weights(model: PropagationNetwork, source: str | Path) -> N
     one DevaError naming the problem.
     """
     path = _resolve(source)
-    state = remap_official_keys(_unwrap(_read(path), path))
+    _load_into(model, _read(path), path)
+
+
+def _load_into(model: PropagationNetwork, loaded: object, path: Path) -> None:
+    state = remap_official_keys(_unwrap(loaded, path))
     _check_fits(model, state, path)
     try:
         model.load_state_dict(state, strict=True)  # type: ignore[arg-type]
@@ -181,10 +220,30 @@ def load_propagation_weights(model: PropagationNetwork, source: str | Path) -> N
         raise DevaError(f"checkpoint {path} could not be loaded ({first})") from err
 
 
+def _architecture(loaded: object, path: Path) -> dict[str, object]:
+    """PropagationNetwork arguments stored in the file (empty: the official architecture)."""
+    if not isinstance(loaded, Mapping) or ARCHITECTURE_KEY not in loaded:
+        return {}
+    spec = loaded[ARCHITECTURE_KEY]
+    if not isinstance(spec, Mapping) or any(k not in _ARCHITECTURE_ARGS for k in spec):
+        raise DevaError(
+            f"checkpoint {path} has an unreadable '{ARCHITECTURE_KEY}' entry (expected keys "
+            f"among {', '.join(_ARCHITECTURE_ARGS)})"
+        )
+    return {str(k): tuple(v) if isinstance(v, list | tuple) else v for k, v in spec.items()}
+
+
 def build_network(checkpoint: str | Path | None, device: torch.device | str) -> PropagationNetwork:
-    """The default-size network with ``checkpoint`` loaded (None: random weights), in eval mode
-    on ``device``."""
-    model = PropagationNetwork()
-    if checkpoint is not None:
-        load_propagation_weights(model, checkpoint)
+    """The network of ``checkpoint`` with its weights loaded (None: default size, random
+    weights), in eval mode on ``device``. Files without an architecture entry (the official
+    one) get the default-size network."""
+    if checkpoint is None:
+        return PropagationNetwork().eval().to(device)
+    path = _resolve(checkpoint)
+    loaded = _read(path)
+    try:
+        model = PropagationNetwork(**_architecture(loaded, path))  # type: ignore[arg-type]
+    except (TypeError, ValueError, DevaError) as err:
+        raise DevaError(f"checkpoint {path} describes an invalid architecture ({err})") from err
+    _load_into(model, loaded, path)
     return model.eval().to(device)

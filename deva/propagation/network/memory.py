@@ -47,7 +47,7 @@ before exponentiating (Appendix B) via ``torch.softmax``; usage counters are flo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -121,19 +121,28 @@ class MemoryConfig:
 
 
 def anisotropic_similarity(
-    memory_key: Tensor, memory_shrinkage: Tensor, query_key: Tensor, query_selection: Tensor
+    memory_key: Tensor,
+    memory_shrinkage: Tensor,
+    query_key: Tensor,
+    query_selection: Tensor,
+    *,
+    query_major: bool = False,
 ) -> Tensor:
     """Unbatched ``readout.similarity`` (spec §1.4): K (CK, M), s (1, M) or (M,), q and e
-    (CK, P) -> (M, P) similarities, <= 0 up to rounding."""
+    (CK, P) -> (M, P) similarities ((P, M) with ``query_major``), <= 0 up to rounding."""
     return similarity(
-        memory_key[None], memory_shrinkage.reshape(1, 1, -1), query_key[None], query_selection[None]
+        memory_key[None],
+        memory_shrinkage.reshape(1, 1, -1),
+        query_key[None],
+        query_selection[None],
+        query_major=query_major,
     )[0]
 
 
-def top_k_softmax(similarity_map: Tensor, top_k: int) -> Tensor:
-    """Unbatched ``readout.topk_affinity``: (M, P) -> (M, P) affinity, each column summing to 1
-    over its ``min(top_k, M)`` largest entries (maximum subtracted first)."""
-    return topk_affinity(similarity_map[None], top_k)[0][0]
+def top_k_softmax(similarity_map: Tensor, top_k: int, *, query_major: bool = False) -> Tensor:
+    """Unbatched ``readout.topk_affinity``: (M, P) -> (M, P) affinity ((P, M) with
+    ``query_major``), summing to 1 over memory on its ``min(top_k, M)`` largest entries."""
+    return topk_affinity(similarity_map[None], top_k, query_major=query_major)[0][0]
 
 
 def potentiate(
@@ -197,6 +206,11 @@ class _Tokens:
             self.use[index],
             self.life[index],
         )
+
+    @property
+    def nbytes(self) -> int:
+        parts = (self.key, self.shrinkage, self.selection, self.values, self.use, self.life)
+        return sum(t.numel() * t.element_size() for t in parts if t is not None)
 
     def keep_rows(self, rows: list[int]) -> None:
         """Keep only these object rows of the values."""
@@ -310,6 +324,38 @@ class MemoryManager:
         working = bucket.working.key
         long_term = working[:, :0] if bucket.long_term is None else bucket.long_term.key
         return long_term, working
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by every store: keys, values, usage and sensory memory."""
+        stores = sum(store.nbytes for bucket in self._buckets for store in bucket.stores)
+        sensory = sum(t.numel() * t.element_size() for t in self._sensory.values())
+        return stores + sensory
+
+    def fit(self, budget: int) -> list[str]:
+        """Degrade until the stores take at most ``budget`` bytes: long-term memory first (its
+        least-used tokens go, halving the largest store at a time), then working memory
+        (consolidated early, down to its first frame). Returns what was done, for the log;
+        the permanent first frames and the sensory memory are never dropped."""
+        done: list[str] = []
+        while self.nbytes > budget:
+            with_long_term = [b for b in self._buckets if self._long_term_size(b) > 0]
+            if with_long_term:
+                bucket = max(with_long_term, key=self._long_term_size)
+                assert bucket.long_term is not None
+                keep = bucket.long_term.size // 2
+                bucket.long_term = _drop_least_used(bucket.long_term, keep) if keep else None
+                done.append(f"long-term memory of objects {bucket.object_ids} cut to {keep}")
+                continue
+            with_history = [b for b in self._buckets if b.working_frames > 1]
+            if not with_history:
+                done.append("only the first frames are left; cannot shrink further")
+                break
+            bucket = max(with_history, key=lambda b: b.working_frames)
+            bucket.working = bucket.working.take(slice(0, bucket.tokens_per_frame))
+            bucket.working_frames = 1
+            done.append(f"working memory of objects {bucket.object_ids} cut to its first frame")
+        return done
 
     # ------------------------------------------------------------------ writing
     def add_memory(
@@ -494,20 +540,26 @@ class MemoryManager:
             raise ValueError(
                 f"query has {query.shape[0]} key channels, memory {stores[0].key.shape[0]}"
             )
-        similarity = torch.cat(
-            [anisotropic_similarity(s.key, s.shrinkage, query, selection) for s in stores]
+        # One similarity over the stores' keys (small) instead of joining big similarity maps;
+        # query-major (P, M) because top-k along the contiguous dimension is much faster.
+        keys = stores[0].key if len(stores) == 1 else torch.cat([s.key for s in stores], dim=1)
+        shrinkage = (
+            stores[0].shrinkage
+            if len(stores) == 1
+            else torch.cat([s.shrinkage for s in stores], dim=1)
         )
-        affinity = top_k_softmax(similarity, self.config.top_k)
-        parts = affinity.split([s.size for s in stores])
+        similarity = anisotropic_similarity(keys, shrinkage, query, selection, query_major=True)
+        affinity = top_k_softmax(similarity, self.config.top_k, query_major=True)
+        parts = affinity.split([s.size for s in stores], dim=1)
         all_rows = rows == list(range(len(bucket.object_ids)))
         readout = sum(
-            (s.values if all_rows else s.values[rows]) @ part
+            (s.values if all_rows else s.values[rows]) @ part.T
             for s, part in zip(stores, parts, strict=True)
         )
         if self.config.long_term:
-            bucket.working.count(parts[-1].sum(dim=1))
+            bucket.working.count(parts[-1].sum(dim=0))
             if bucket.long_term is not None and self.config.counts_long_term_usage:
-                bucket.long_term.count(parts[0].sum(dim=1))
+                bucket.long_term.count(parts[0].sum(dim=0))
         return readout
 
     # ------------------------------------------------------------------ sensory
@@ -557,6 +609,14 @@ class MemoryManager:
         """Forget everything (new video)."""
         self._buckets = []
         self._sensory = {}
+
+    def state_dict(self) -> dict[str, object]:
+        """Every store of this video (not the policy), for resumable runs."""
+        return {"buckets": self._buckets, "sensory": self._sensory}
+
+    def load_state_dict(self, state: Mapping[str, object]) -> None:
+        self._buckets = list(state["buckets"])  # type: ignore[call-overload]
+        self._sensory = dict(state["sensory"])  # type: ignore[call-overload]
 
     # ------------------------------------------------------------------ helpers
     def _locate(self, object_id: int) -> tuple[_Bucket, int]:

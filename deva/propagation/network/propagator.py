@@ -8,25 +8,27 @@ propagated (spec §2.7).
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from deva.errors import DevaError
 from deva.propagation.base import check_image
-from deva.propagation.network.memory import (
-    MemoryConfig,
-    MemoryManager,
-    anisotropic_similarity,
-    top_k_softmax,
-)
+from deva.propagation.network.aggregate import masks_to_probabilities
+from deva.propagation.network.memory import MemoryConfig, MemoryManager
 from deva.propagation.network.model import PropagationNetwork
+from deva.propagation.network.readout import read_memory
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+log = logging.getLogger(__name__)
+
 _CACHE_FRAMES = 6  # a clip (default 3 frames, up to detect_every) plus the frame being propagated
 
 
@@ -50,6 +52,8 @@ class NetworkPropagator:
         memory: memory settings (mem_every, top_k, long-term consolidation).
         device: where the network runs; inputs and outputs stay numpy on the host.
         chunk_size: objects encoded/decoded at a time (-1 = all): memory vs speed.
+        max_memory_mb: cap on the memory stores (MiB); past it, long-term then working memory
+            is cut (logged once per kind of cut). None = the memory policy alone bounds it.
     """
 
     def __init__(
@@ -59,7 +63,12 @@ class NetworkPropagator:
         memory: MemoryConfig | None = None,
         device: torch.device | str = "cpu",
         chunk_size: int = -1,
+        max_memory_mb: float | None = None,
     ) -> None:
+        if max_memory_mb is not None and max_memory_mb <= 0:
+            raise DevaError(f"max_memory_mb must be > 0, got {max_memory_mb}")
+        self.max_memory_bytes = None if max_memory_mb is None else int(max_memory_mb * 2**20)
+        self._degraded: set[str] = set()
         self.device = torch.device(device)
         self.network = network.to(self.device).eval()
         self.memory_config = memory or MemoryConfig()
@@ -78,6 +87,22 @@ class NetworkPropagator:
         self._ids: list[int] = []
         self._last_mask: torch.Tensor | None = None  # (1, N, Hp, Wp) object probabilities
         self._since_memory = 0
+
+    def state_dict(self) -> dict[str, object]:
+        """The memory of this video (not the weights), for resumable runs."""
+        return {
+            "ids": list(self._ids),
+            "last_mask": self._last_mask,
+            "since_memory": self._since_memory,
+            "memory": self.memory.state_dict(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.reset()
+        self._ids = list(state["ids"])
+        self._last_mask = state["last_mask"]
+        self._since_memory = int(state["since_memory"])
+        self.memory.load_state_dict(state["memory"])
 
     @torch.inference_mode()
     def propagate(self, image: np.ndarray) -> np.ndarray:
@@ -109,9 +134,11 @@ class NetworkPropagator:
         if not object_ids:
             self._last_mask = None
             return
-        hard = self._pad_masks(masks, encoded)
-        self._last_mask = hard
-        self._write(encoded, hard, object_ids)
+        given = self._pad_masks(masks, encoded)
+        if np.issubdtype(masks.dtype, np.floating):  # soft masks: aggregated as given masks are
+            given = masks_to_probabilities(given)[:, 1:]
+        self._last_mask = given
+        self._write(encoded, given, object_ids)
 
     @torch.inference_mode()
     def align(
@@ -126,17 +153,14 @@ class NetworkPropagator:
         value, sensory = self.network.encode_mask(
             src.image, src.multi_scale[0], zeros, masks, True, chunk_size=self.chunk_size
         )
-        height, width = dst.key.shape[-2:]
-        affinity = top_k_softmax(
-            anisotropic_similarity(
-                src.key[0].flatten(1),
-                src.shrinkage[0].flatten(1),
-                dst.key[0].flatten(1),
-                dst.selection[0].flatten(1),
-            ),
+        readout, _ = read_memory(
+            dst.key,
+            dst.selection,
+            src.key.flatten(2),
+            src.shrinkage.flatten(1),
+            value.flatten(3),
             self.memory_config.top_k,
         )
-        readout = (value[0].flatten(2) @ affinity).view(1, len(src_masks), -1, height, width)
         _, _, probs = self.network.segment(
             dst.multi_scale, readout, sensory, masks, False, chunk_size=self.chunk_size
         )
@@ -169,6 +193,19 @@ class NetworkPropagator:
         )
         self.memory.set_sensory(object_ids, new_sensory[0])
         self._since_memory = 0
+        if self.max_memory_bytes is not None and self.memory.nbytes > self.max_memory_bytes:
+            self._degrade()
+
+    def _degrade(self) -> None:
+        """Shrink the memory into the budget; say so once per kind of cut, then at debug."""
+        assert self.max_memory_bytes is not None
+        for action in self.memory.fit(self.max_memory_bytes):
+            kind = action.split(" of ")[0]
+            level = logging.DEBUG if kind in self._degraded else logging.WARNING
+            self._degraded.add(kind)
+            log.log(
+                level, "memory budget %.0f MiB reached: %s", self.max_memory_bytes / 2**20, action
+            )
 
     def _encode(self, image: np.ndarray) -> _Encoded:
         """Features of ``image``, from the cache when this very array was encoded recently."""

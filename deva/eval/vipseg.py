@@ -1,0 +1,375 @@
+"""VIPSeg video panoptic evaluation: VPQ (``deva.eval.vpq``) and STQ (``deva.eval.stq``) over a
+results folder in the official submission layout.
+
+Ground truth (the VIPSeg toolkit's converted layout, ``VIPSeg_720P``):
+
+* ``<gt>/panomasksRGB/<video>/<frame>.png`` (or ``<gt>/<video>/<frame>.png``): RGB panoptic ids,
+  id = R + 256·G + 65536·B, 0 = VOID;
+* a JSON (``--gt-json``; default the one ``panoptic_gt_VIPSeg_*.json`` in ``<gt>`` or its parent):
+  ``{"categories": [{"id", "isthing", ...}], "videos": [{"video_id", "images": [{"file_name"}]}],
+  "annotations": [{"video_id", "annotations": [{"segments_info": [{"id", "category_id",
+  "iscrowd"?}]}, ...one per image]}]}``.
+
+Results (what ``deva track --task vipseg`` writes, spec §4.3):
+
+* ``<results>/pan_pred/<video>/<frame>.png``: RGB ids, named like the gt PNGs (the gt
+  ``file_name`` with a ``.png`` suffix);
+* ``<results>/pred.json``: ``{"annotations": [{"video_id", "annotations": [{"file_name"?,
+  "segments_info": [{"id", "category_id", ...}]}, ...]}]}``. Frames are matched to the gt frames
+  by ``file_name`` stem when given, otherwise by position. Every non-zero id in a PNG must be
+  listed in its frame's ``segments_info``; an id must keep one category over the video.
+
+STQ labels follow the toolkit: class = category, instance = order of first appearance of the id in
+the video's JSON, unlisted pixels are the ignore class. Deliberate difference: instances are
+numbered from 1 (the toolkit numbers from 0, which makes the video's first listed segment, if a
+thing, count as crowd in deeplab2's STQ); gt segments with ``iscrowd`` get instance 0 (crowd).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deva.errors import DevaError
+from deva.eval.stq import BIT_SHIFT, IGNORE_LABEL, STQStats, stq_result, stq_stats_from_counts
+from deva.eval.vpq import (
+    DEFAULT_WINDOWS,
+    VOID,
+    WHOLE_VIDEO,
+    PairTable,
+    SegmentInfo,
+    VPQResult,
+    vpq_from_table,
+)
+from deva.io.masks import read_id_png
+
+
+@dataclass(frozen=True)
+class VipsegVideoScore:
+    """One video's VPQ counts and STQ statistics."""
+
+    name: str
+    num_frames: int
+    vpq: VPQResult
+    stq: STQStats
+
+
+@dataclass(frozen=True)
+class VipsegReport:
+    """Per-video scores; the dataset numbers pool the counts of all videos (as the toolkit)."""
+
+    videos: tuple[VipsegVideoScore, ...]
+    windows: tuple[int, ...]
+
+    @property
+    def pooled_vpq(self) -> VPQResult:
+        total = self.videos[0].vpq
+        for video in self.videos[1:]:
+            total = total + video.vpq
+        return total
+
+    def summary(self) -> dict[str, float]:
+        """Dataset VPQ (all / thing / stuff), per-window VPQ and STQ / AQ / SQ, in percent."""
+        pooled = self.pooled_vpq
+        stq = stq_result([v.stq for v in self.videos])
+        out = {
+            "VPQ": 100 * pooled.vpq(),
+            "VPQ_th": 100 * pooled.vpq(True),
+            "VPQ_st": 100 * pooled.vpq(False),
+        }
+        for k in self.windows:
+            out[f"VPQ^{_window_name(k)}"] = 100 * pooled.window(k).pq
+        out.update(STQ=100 * stq.stq, AQ=100 * stq.aq, SQ=100 * stq.sq)
+        return out
+
+    def to_markdown(self) -> str:
+        """Per-video table (VPQ, STQ) then the pooled dataset line and the per-window VPQs."""
+        lines = [
+            "VIPSeg video panoptic segmentation",
+            "",
+            "| Video | Frames | VPQ | VPQ th | VPQ st | STQ | AQ | SQ |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for v in self.videos:
+            s = stq_result([v.stq])
+            lines.append(
+                f"| {v.name} | {v.num_frames} | {_pct(v.vpq.vpq())} | {_pct(v.vpq.vpq(True))} | "
+                f"{_pct(v.vpq.vpq(False))} | {_pct(s.stq)} | {_pct(s.aq)} | {_pct(s.sq)} |"
+            )
+        pooled = self.pooled_vpq
+        total = stq_result([v.stq for v in self.videos])
+        frames = sum(v.num_frames for v in self.videos)
+        lines.append(
+            f"| **All ({len(self.videos)})** | {frames} | **{_pct(pooled.vpq())}** | "
+            f"{_pct(pooled.vpq(True))} | {_pct(pooled.vpq(False))} | **{_pct(total.stq)}** | "
+            f"{_pct(total.aq)} | {_pct(total.sq)} |"
+        )
+        lines += ["", "| Window | VPQ | VPQ th | VPQ st |", "|---|---:|---:|---:|"]
+        for k in self.windows:
+            lines.append(
+                f"| {_window_name(k)} | {_pct(pooled.window(k).pq)} | "
+                f"{_pct(pooled.window(k, True).pq)} | {_pct(pooled.window(k, False).pq)} |"
+            )
+        return "\n".join(lines) + "\n"
+
+
+def _window_name(k: int) -> str:
+    return "∞" if k >= WHOLE_VIDEO else str(k)
+
+
+def _pct(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{100 * value:.1f}"
+
+
+def evaluate_vipseg(
+    results_dir: str | Path,
+    gt_dir: str | Path,
+    *,
+    gt_json: str | Path | None = None,
+    videos: Sequence[str] | None = None,
+    windows: Sequence[int] = DEFAULT_WINDOWS,
+) -> VipsegReport:
+    """Score ``results_dir`` (``pred.json`` + ``pan_pred/``) against the VIPSeg ground truth.
+
+    videos: the gt videos to score (default: all of them; each must have results).
+    windows: VPQ window lengths in frames (999 = the whole clip).
+    """
+    results_dir = Path(results_dir)
+    gt_dir = Path(gt_dir)
+    if not results_dir.is_dir():
+        raise DevaError(f"{results_dir}: results folder not found")
+    if not gt_dir.is_dir():
+        raise DevaError(f"{gt_dir}: ground-truth folder not found")
+    masks_dir = gt_dir / "panomasksRGB" if (gt_dir / "panomasksRGB").is_dir() else gt_dir
+    gt_json_path = Path(gt_json) if gt_json is not None else _find_gt_json(gt_dir)
+    gt = _load_json(gt_json_path)
+    things = _categories(gt, gt_json_path)
+    gt_videos = _gt_videos(gt, gt_json_path)
+
+    pred_json_path = results_dir / "pred.json"
+    pred_frames = _pred_annotations(_load_json(pred_json_path), pred_json_path)
+    pan_pred = results_dir / "pan_pred"
+    if not pan_pred.is_dir():
+        raise DevaError(f"{pan_pred}: prediction PNG folder not found")
+
+    names = list(gt_videos) if videos is None else list(videos)
+    if not names:
+        raise DevaError(f"{gt_json_path}: no videos to evaluate")
+    for name in names:
+        if name not in gt_videos:
+            raise DevaError(f"{gt_json_path}: video {name!r} not in the ground truth")
+        if name not in pred_frames:
+            raise DevaError(
+                f"{pred_json_path}: no predictions for video {name!r} "
+                "(pass --video to score a subset)"
+            )
+    num_classes = max(things) + 1
+    thing_ids = [c for c, t in things.items() if t]
+    if num_classes > IGNORE_LABEL:
+        raise DevaError(f"{gt_json_path}: category ids must be below {IGNORE_LABEL} for STQ")
+
+    scores = []
+    for name in names:
+        files, gt_infos = gt_videos[name]
+        pred_infos = _match_frames(name, files, pred_frames[name], pred_json_path)
+        gt_segments = _video_segments(gt_infos, f"{gt_json_path} (video {name!r})")
+        pred_segments = _video_segments(pred_infos, f"{pred_json_path} (video {name!r})")
+        table = PairTable(_read_pairs(masks_dir / name, pan_pred / name, files, pred_infos))
+        result = vpq_from_table(table, gt_segments, pred_segments, things, windows)
+        gt_labels = _stq_labels(table.gt_ids, gt_infos, gt_segments, crowd_aware=True)
+        pred_labels = _stq_labels(table.pred_ids, pred_infos, pred_segments, crowd_aware=False)
+        whole = table.window(0, table.num_frames)
+        rows, cols = np.nonzero(whole)
+        stats = stq_stats_from_counts(
+            gt_labels[rows],
+            pred_labels[cols],
+            whole[rows, cols],
+            num_frames=table.num_frames,
+            num_classes=num_classes,
+            things=thing_ids,
+        )
+        scores.append(VipsegVideoScore(name, table.num_frames, result, stats))
+    return VipsegReport(tuple(scores), tuple(windows))
+
+
+def _find_gt_json(gt_dir: Path) -> Path:
+    for folder in (gt_dir, gt_dir.parent):
+        found = sorted(folder.glob("panoptic_gt_VIPSeg_*.json"))
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            raise DevaError(
+                f"{folder}: several panoptic_gt_VIPSeg_*.json files; choose one with --gt-json"
+            )
+    raise DevaError(
+        f"{gt_dir}: no panoptic_gt_VIPSeg_*.json found here or in the parent; pass --gt-json"
+    )
+
+
+def _load_json(path: Path) -> Any:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError as err:
+        raise DevaError(f"{path}: file not found") from err
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DevaError(f"{path}: not valid JSON ({err})") from err
+
+
+def _categories(gt: Any, path: Path) -> dict[int, bool]:
+    try:
+        cats = {int(c["id"]): bool(c["isthing"]) for c in gt["categories"]}
+    except (KeyError, TypeError, ValueError, OverflowError) as err:  # inf ids
+        raise DevaError(
+            f"{path}: 'categories' must be a list of {{id, isthing}} objects ({err!r})"
+        ) from err
+    if not cats:
+        raise DevaError(f"{path}: no categories")
+    if min(cats) < 0:
+        raise DevaError(f"{path}: category ids must be >= 0")
+    return cats
+
+
+def _gt_videos(gt: Any, path: Path) -> dict[str, tuple[list[str], list[list[dict]]]]:
+    """video id → (frame file names, per-frame segments_info)."""
+    try:
+        annotations = {str(a["video_id"]): a["annotations"] for a in gt["annotations"]}
+        out = {}
+        for video in gt["videos"]:
+            name = str(video["video_id"])
+            files = [str(image["file_name"]) for image in video["images"]]
+            if name not in annotations:
+                raise DevaError(f"{path}: video {name!r} has no entry in 'annotations'")
+            frames = annotations[name]
+            if len(frames) != len(files):
+                raise DevaError(
+                    f"{path}: video {name!r} lists {len(files)} images but "
+                    f"{len(frames)} annotations"
+                )
+            out[name] = (files, [_segments_info(f, path) for f in frames])
+    except (KeyError, TypeError) as err:
+        raise DevaError(
+            f"{path}: not the VIPSeg panoptic gt layout (needs 'videos' with 'images' and "
+            f"'annotations' with per-frame 'segments_info'; {err!r})"
+        ) from err
+    return out
+
+
+def _segments_info(frame: Any, path: Path) -> list[dict]:
+    try:
+        info = frame["segments_info"]
+        return [
+            {
+                "id": int(s["id"]),
+                "category_id": int(s["category_id"]),
+                "iscrowd": bool(s.get("iscrowd", 0)),
+            }
+            for s in info
+        ]
+    except (KeyError, TypeError, ValueError, OverflowError) as err:  # inf ids
+        raise DevaError(
+            f"{path}: every frame needs 'segments_info': [{{id, category_id}}, ...] ({err!r})"
+        ) from err
+
+
+def _pred_annotations(pred: Any, path: Path) -> dict[str, list[tuple[str | None, list[dict]]]]:
+    """video id → per-frame (file name or None, segments_info)."""
+    try:
+        out = {}
+        for video in pred["annotations"]:
+            out[str(video["video_id"])] = [
+                (
+                    str(f["file_name"]) if f.get("file_name") is not None else None,
+                    _segments_info(f, path),
+                )
+                for f in video["annotations"]
+            ]
+    except (KeyError, TypeError, AttributeError) as err:
+        raise DevaError(
+            f"{path}: not the VIPSeg prediction layout (needs 'annotations': [{{video_id, "
+            f"annotations: [{{segments_info}}, ...]}}]; {err!r})"
+        ) from err
+    return out
+
+
+def _match_frames(
+    name: str, files: list[str], pred: list[tuple[str | None, list[dict]]], path: Path
+) -> list[list[dict]]:
+    if all(f is not None for f, _ in pred):
+        by_stem = {Path(f).stem: info for f, info in pred if f is not None}
+        missing = [f for f in files if Path(f).stem not in by_stem]
+        if missing:
+            raise DevaError(f"{path}: video {name!r} has no prediction for frame {missing[0]}")
+        return [by_stem[Path(f).stem] for f in files]
+    if len(pred) != len(files):
+        raise DevaError(
+            f"{path}: video {name!r} has {len(pred)} predicted frames without file names for "
+            f"{len(files)} gt frames"
+        )
+    return [info for _, info in pred]
+
+
+def _video_segments(frames: list[list[dict]], where: str) -> dict[int, SegmentInfo]:
+    segments: dict[int, SegmentInfo] = {}
+    for info in frames:
+        for s in info:
+            seg = SegmentInfo(s["category_id"], s["iscrowd"])
+            old = segments.setdefault(s["id"], seg)
+            if old.category_id != seg.category_id:
+                raise DevaError(
+                    f"{where}: segment id {s['id']} has category {old.category_id} and "
+                    f"{seg.category_id}; an id must keep one category (VIPSeg stuff merging "
+                    "gives changed things a new id)"
+                )
+    return segments
+
+
+def _read_pairs(
+    gt_folder: Path, pred_folder: Path, files: list[str], pred_infos: list[list[dict]]
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    for file, info in zip(files, pred_infos, strict=True):
+        stem = Path(file).stem
+        gt = read_id_png(gt_folder / f"{stem}.png")
+        pred_path = pred_folder / f"{stem}.png"
+        pred = read_id_png(pred_path)
+        if pred.shape != gt.shape:
+            raise DevaError(f"{pred_path}: size {pred.shape} differs from the gt {gt.shape}")
+        listed = {s["id"] for s in info}
+        present = np.unique(pred)
+        unlisted = [int(i) for i in present.tolist() if i != VOID and i not in listed]
+        if unlisted:
+            raise DevaError(
+                f"{pred_path}: segment id {unlisted[0]} is in the PNG but not in the frame's "
+                "segments_info in pred.json"
+            )
+        yield gt, pred
+
+
+def _stq_labels(
+    ids: np.ndarray,
+    frames: list[list[dict]],
+    segments: Mapping[int, SegmentInfo],
+    *,
+    crowd_aware: bool,
+) -> np.ndarray:
+    """STQ label (class << 16 | instance) for each id; unlisted ids and VOID are ignore."""
+    order: dict[int, int] = {}
+    for info in frames:
+        for s in info:
+            order.setdefault(s["id"], len(order) + 1)
+    labels = np.empty(len(ids), dtype=np.int64)
+    ignore = IGNORE_LABEL << BIT_SHIFT
+    for i, sid in enumerate(ids.tolist()):
+        seg = segments.get(sid)
+        if sid == VOID or seg is None:
+            labels[i] = ignore
+            continue
+        instance = 0 if crowd_aware and seg.iscrowd else order[sid]
+        labels[i] = (seg.category_id << BIT_SHIFT) + min(instance, (1 << BIT_SHIFT) - 1)
+    return labels

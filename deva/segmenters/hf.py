@@ -1,0 +1,134 @@
+"""Loading Hugging Face ``transformers`` models by hub id or local folder: the one home for the
+optional-extra check, offline errors, model-type checks, device and dtype.
+
+Nothing here is imported by ``import deva``; transformers is imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from deva.errors import DevaError
+
+if TYPE_CHECKING:
+    import torch
+
+INSTALL_HINT = 'pip install "deva[models]"'
+
+SAM_TYPES = {"sam": "SamModel", "sam_hq": "SamHQModel", "sam2": "Sam2Model"}
+DETECTOR_TYPES = {
+    "grounding-dino": "GroundingDinoForObjectDetection",
+    "mm-grounding-dino": "MMGroundingDinoForObjectDetection",
+    "owlv2": "Owlv2ForObjectDetection",
+    "owlvit": "OwlViTForObjectDetection",
+}
+PANOPTIC_TYPES = {
+    "mask2former": "Mask2FormerForUniversalSegmentation",
+    "oneformer": "OneFormerForUniversalSegmentation",
+    "eomt": "EomtForUniversalSegmentation",
+    "maskformer": "MaskFormerForInstanceSegmentation",
+}
+VIDEO_TYPES = {"sam2_video": "Sam2VideoModel"}
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model in eval mode on its device, its processor, and what it is."""
+
+    model: Any
+    processor: Any
+    model_type: str
+    device: torch.device
+    dtype: torch.dtype
+    source: str
+
+
+def require_transformers() -> Any:
+    """The transformers module, or one line saying how to install the extra."""
+    try:
+        return importlib.import_module("transformers")
+    except ImportError as err:
+        raise DevaError(f"learned image models need the optional extra: {INSTALL_HINT}") from err
+
+
+def model_dtype(device: torch.device, half: bool = True) -> torch.dtype:
+    """float16 on CUDA when ``half`` (speed, memory); always float32 on CPU."""
+    import torch
+
+    return torch.float16 if half and device.type == "cuda" else torch.float32
+
+
+def load_model(
+    source: str | Path,
+    *,
+    accepted: dict[str, str],
+    role: str,
+    device: torch.device,
+    half: bool = True,
+    with_processor: bool = True,
+) -> LoadedModel:
+    """Load ``source`` (a hub id or a folder written by ``save_pretrained``) with its processor.
+
+    accepted: model_type -> transformers class name this role can use; any other type is one
+    clear error naming what the folder holds. role: words for messages ("--model (SAM)").
+    with_processor: also load its processor (AutoProcessor) from the same place.
+    Offline (HF_HUB_OFFLINE=1 or no network) a hub id must be in the local cache.
+    """
+    transformers = require_transformers()
+    name = _check_source(source, role)
+    config = _load(lambda: transformers.AutoConfig.from_pretrained(name), name, role)
+    model_type = getattr(config, "model_type", None)
+    if model_type not in accepted:
+        raise DevaError(
+            f"{role}: {name} holds a {model_type!r} model; expected one of "
+            f"{', '.join(sorted(accepted))}"
+        )
+    model_class = getattr(transformers, accepted[model_type])
+    dtype = model_dtype(device, half)
+    model = _load(lambda: model_class.from_pretrained(name, dtype=dtype), name, role)
+    processor = None
+    if with_processor:
+        processor = _load(lambda: transformers.AutoProcessor.from_pretrained(name), name, role)
+    model = model.to(device).eval()
+    return LoadedModel(model, processor, model_type, device, dtype, name)
+
+
+def _check_source(source: str | Path, role: str) -> str:
+    """A folder must exist; anything else is treated as a hub id."""
+    text = str(source).strip()
+    if not text:
+        raise DevaError(f"{role}: no model given; pass a Hugging Face hub id or a local folder")
+    path = Path(text).expanduser()
+    looks_local = path.is_absolute() or text.startswith((".", "~")) or path.exists()
+    if looks_local or text.count("/") > 1:
+        if not path.is_dir():
+            raise DevaError(f"{role}: model folder {path} does not exist")
+        if not (path / "config.json").is_file():
+            raise DevaError(
+                f"{role}: {path} has no config.json; save the model there with save_pretrained()"
+            )
+        return str(path)
+    return text
+
+
+def _load(load: Any, name: str, role: str) -> Any:
+    """Run a from_pretrained call; turn 'not found / offline' into one line."""
+    try:
+        return load()
+    except OSError as err:
+        offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+        where = (
+            "offline (HF_HUB_OFFLINE=1) and not in the local cache"
+            if offline
+            else ("not found on the Hugging Face hub or in the local cache")
+        )
+        raise DevaError(
+            f"{role}: model {name!r} is {where}; download it once with network access, or "
+            "pass a local folder written by save_pretrained() instead"
+        ) from err
+    except ValueError as err:
+        raise DevaError(f"{role}: cannot load {name}: {str(err).splitlines()[0]}") from err

@@ -1,0 +1,53 @@
+"""Options of the learned image models and the tracker defaults each mode implies.
+
+No transformers import here: the CLI and ``deva.api`` read these without the extra installed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+LEARNED_SEGMENTERS = ("auto", "text", "panoptic")
+
+MODE_DEFAULTS: dict[str, dict[str, object]] = {
+    # spec §5.1 / gradio automatic tab: SAM only looks where nothing is tracked, so objects are
+    # kept while still propagated (incremental), at most 200, deleted after 5 misses.
+    "auto": {"detect_every": 5, "max_missed": 5, "max_objects": 200, "incremental": True},
+    # spec §5.2 / text demo: objects must be re-detected, deleted after 10 misses, no cap.
+    "text": {"detect_every": 5, "max_missed": 10, "max_objects": 0, "incremental": False},
+}
+"""Tracker settings a mode uses unless the user sets them (TrackerConfig field -> value)."""
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """What the learned segmenters need.
+
+    model: SAM (auto, text) or panoptic model, as a Hugging Face hub id or a local folder.
+    detector: open-vocabulary detector for ``text`` (Grounding DINO or OWLv2 id/folder).
+    prompt: class names separated by "." for ``text`` (e.g. "person.dog.ball").
+    device: "auto" | "cpu" | "cuda"; half precision (float16) is used on CUDA only, if ``half``.
+    points_per_side / points_per_batch / pred_iou_threshold / suppress_small: automatic mode
+        (spec: 64 / 64 / 0.88 / off). box_threshold: detector confidence for boxes and class
+        names (spec DINO_THRESHOLD 0.35).
+    """
+
+    model: str | None = None
+    detector: str | None = None
+    prompt: str | None = None
+    device: str = "auto"
+    half: bool = True
+    points_per_side: int = 64
+    points_per_batch: int = 64
+    pred_iou_threshold: float = 0.88
+    suppress_small: bool = False
+    box_threshold: float = 0.35
+
+
+DEFAULT_DETECTOR = "IDEA-Research/grounding-dino-tiny"
+"""Detector used by the text mode when none is given (transformers port of Grounding DINO)."""
+
+
+def tracker_defaults(segmenter: str | None) -> dict[str, object]:
+    """The TrackerConfig fields a segmenter mode changes from the global defaults."""
+    return dict(MODE_DEFAULTS.get(segmenter or "", {}))

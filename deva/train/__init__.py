@@ -1,0 +1,1 @@
+"""Training the propagation network (spec §7): data, losses, unroll, loop, checkpoints."""

@@ -1,0 +1,171 @@
+"""``deva batch`` over short real clips (video files and a frame folder) plus one corrupt video:
+per-video isolation, the manifest, resuming, in-process and with Ray."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import deva
+from deva.batch import MANIFEST, SUMMARY, discover_inputs, plan_jobs, run_batch
+from deva.cli import app
+from deva.config import TrackerConfig
+from deva.errors import DevaError
+from deva.io.frames import read_image
+from deva.io.masks import read_id_png, write_id_png
+from deva.io.video import VideoWriter
+
+runner = CliRunner()
+FRAMES = 8
+OPTIONS = ("--size", "120", "--no-video")
+GOOD = ("blackswan", "camel", "dog")
+
+
+def deva_cli(*args: object):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def small_frames(davis_root: Path, sequence: str) -> list[np.ndarray]:
+    paths = sorted((davis_root / "JPEGImages" / "480p" / sequence).glob("*.jpg"))[:FRAMES]
+    return [cv2.resize(read_image(p), (214, 120), interpolation=cv2.INTER_AREA) for p in paths]
+
+
+@pytest.fixture(scope="module")
+def clips(davis_root, tmp_path_factory) -> Path:
+    """blackswan.mp4, camel.mp4, dog/ (PNG frames), broken.mp4 (garbage), notes.md (ignored)."""
+    folder = tmp_path_factory.mktemp("clips")
+    for sequence in GOOD[:2]:
+        with VideoWriter(folder / f"{sequence}.mp4", 24) as writer:
+            for image in small_frames(davis_root, sequence):
+                writer.write(image)
+    (folder / "dog").mkdir()
+    for index, image in enumerate(small_frames(davis_root, "dog")):
+        cv2.imwrite(str(folder / "dog" / f"{index:05d}.png"), image[:, :, ::-1])
+    (folder / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
+    (folder / "notes.md").write_text("not a video")
+    return folder
+
+
+def manifest(out: Path) -> dict:
+    return json.loads((out / MANIFEST).read_text())["videos"]
+
+
+def stamps(out: Path) -> dict[str, int]:
+    return {name: (out / name / "annotations.json").stat().st_mtime_ns for name in GOOD}
+
+
+def check_first_run(out: Path, clips: Path) -> None:
+    videos = manifest(out)
+    assert sorted(videos) == ["blackswan", "broken", "camel", "dog"]
+    for name in GOOD:
+        assert videos[name]["status"] == "ok" and videos[name]["frames"] == FRAMES
+        assert len(list((out / name / "masks").glob("*.png"))) == FRAMES
+    assert videos["broken"]["status"] == "failed"
+    assert "broken.mp4" in videos["broken"]["reason"]
+    assert videos["dog"]["input"] == str(clips / "dog")
+    summary = (out / SUMMARY).read_text()
+    assert "broken" in summary and "## Failures" in summary
+
+
+def test_batch_in_process_isolates_failures_and_resumes(clips, tmp_path):
+    out = tmp_path / "out"
+    result = deva_cli("batch", clips, "-o", out, *OPTIONS)
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    check_first_run(out, clips)
+
+    # The batch's masks are those of tracking the video alone with the same options.
+    alone = deva.track(str(clips / "camel.mp4"), config=TrackerConfig(size=120))
+    for frame in alone:
+        saved = read_id_png(out / "camel" / "masks" / f"{frame.name}.png")
+        assert np.array_equal(saved, frame.ids)
+
+    # Re-run: nothing finished is redone; the failed video is retried (and fails again).
+    before = stamps(out)
+    report = run_batch(clips, out, config=TrackerConfig(size=120), video=False)
+    assert stamps(out) == before
+    assert [v.status for v in report.videos] == ["skipped", "failed", "skipped", "skipped"]
+    assert report.frames == 0 and not report.ok
+
+    # An output that is no longer complete is redone, and only it.
+    (out / "camel" / "annotations.json").unlink()
+    report = run_batch(clips, out, config=TrackerConfig(size=120), video=False)
+    after = stamps(out)
+    assert [n for n in GOOD if after[n] != before[n]] == ["camel"]
+    assert {v.name: v.status for v in report.processed} == {"broken": "failed", "camel": "ok"}
+    assert manifest(out)["camel"]["status"] == "ok"
+
+
+def test_batch_with_ray_workers(clips, tmp_path):
+    """One real run on a local Ray instance (start-up takes seconds, so resuming is tested
+    in-process above: it is the same driver-side code)."""
+    ray = pytest.importorskip("ray", reason="the cluster extra is not installed")
+    out = tmp_path / "out"
+    result = deva_cli("batch", clips, "-o", out, "--workers", "2", *OPTIONS)
+    assert result.exit_code == 1, result.output
+    check_first_run(out, clips)
+    assert (out / SUMMARY).read_text().splitlines()[4].endswith("| 2 |")  # workers column
+    assert not ray.is_initialized()  # the local instance it started is shut down
+
+
+def test_list_file_input_and_a_missing_entry(clips, tmp_path):
+    listing = tmp_path / "videos.txt"
+    listing.write_text(f"# two clips\n{clips / 'camel.mp4'}\n\nnowhere.mp4\n")
+    report = run_batch(listing, tmp_path / "out", config=TrackerConfig(size=120), video=False)
+    assert [(v.name, v.status) for v in report.videos] == [("camel", "ok"), ("nowhere", "failed")]
+    assert "no such file" in report.failed[0].reason
+    assert report.failed[0].input == str(tmp_path / "nowhere.mp4")
+
+
+def test_workers_without_ray_give_the_install_hint(clips, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    result = deva_cli("batch", clips, "-o", tmp_path / "out", "--workers", "2", *OPTIONS)
+    assert result.exit_code == 2
+    assert 'pip install "deva[cluster]"' in result.output
+
+
+def test_inputs_that_cannot_make_a_batch(clips, tmp_path):
+    frames_only = clips / "dog"
+    with pytest.raises(DevaError, match="frames of one video"):
+        discover_inputs(frames_only, exclude=tmp_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DevaError, match="no videos found"):
+        discover_inputs(tmp_path / "empty", exclude=tmp_path / "out")
+    with pytest.raises(DevaError, match="both write to"):
+        plan_jobs([Path("a/cam.mp4"), Path("b/cam")], tmp_path)
+    with pytest.raises(DevaError, match="would overwrite"):  # -o the input folder itself
+        plan_jobs([tmp_path / "cam"], tmp_path)
+    with pytest.raises(DevaError, match="text file"):
+        discover_inputs(clips / "camel.mp4", exclude=tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / MANIFEST).write_text("{not json")
+    result = deva_cli("batch", clips, "-o", out, *OPTIONS)
+    assert result.exit_code == 2 and "manifest.json" in result.output
+
+
+def test_per_video_detections(clips, davis_root, tmp_path):
+    """--detections DIR holds DIR/<video>/; a video without its sub-folder fails alone."""
+    dets = tmp_path / "dets" / "camel"
+    dets.mkdir(parents=True)
+    gt = sorted((davis_root / "Annotations" / "480p" / "camel").glob("*.png"))[:FRAMES]
+    for index, path in enumerate(gt):
+        small = cv2.resize(read_id_png(path), (214, 120), interpolation=cv2.INTER_NEAREST)
+        write_id_png(dets / f"{index:05d}.png", (small > 0).astype(np.int32))
+    report = run_batch(
+        [clips / "camel.mp4", clips / "dog"],
+        tmp_path / "out",
+        detections=tmp_path / "dets",
+        config=TrackerConfig(size=120, mode="online"),
+        video=False,
+    )
+    assert [(v.name, v.status) for v in report.videos] == [("camel", "ok"), ("dog", "failed")]
+    assert "no detections for this video" in report.failed[0].reason
+    masks = [read_id_png(p) for p in sorted((tmp_path / "out" / "camel" / "masks").glob("*.png"))]
+    assert len(masks) == FRAMES and all(m.any() for m in masks)

@@ -1,0 +1,288 @@
+"""`deva eval vipseg` and `deva eval burst`: the dataset runners on tiny fixtures in the official
+layouts, built from the shared DAVIS masks (downsampled 4x to stay fast)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from deva.cli import app
+from deva.errors import DevaError
+from deva.eval.burst import evaluate_burst, rle_encode
+from deva.eval.vipseg import evaluate_vipseg
+from deva.io.masks import read_id_png
+
+SEQUENCES = ("blackswan", "dog")
+FRAMES = 4
+
+
+def davis_masks(davis_root: Path, seq: str) -> list[np.ndarray]:
+    folder = davis_root / "Annotations" / "480p" / seq
+    return [read_id_png(folder / f"{t:05d}.png")[::4, ::4] > 0 for t in range(FRAMES)]
+
+
+def write_rgb_ids(path: Path, ids: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ids = ids.astype(np.int64)
+    rgb = np.stack([ids % 256, ids // 256 % 256, ids // 65536], axis=-1).astype(np.uint8)
+    Image.fromarray(rgb, "RGB").save(path)
+
+
+# --- VIPSeg ------------------------------------------------------------------------------------
+# Categories: 0 sky (stuff), 1 ground (stuff), 3 animal (thing). gt ids: animal 1001, sky 2000,
+# ground 2001, VOID on the last two columns.
+CATEGORIES = [
+    {"id": 0, "name": "sky", "isthing": 0},
+    {"id": 1, "name": "ground", "isthing": 0},
+    {"id": 3, "name": "animal", "isthing": 1},
+]
+
+
+def panoptic(mask: np.ndarray, animal: int, sky: int, ground: int) -> np.ndarray:
+    ids = np.where(np.arange(mask.shape[0])[:, None] < mask.shape[0] // 2, sky, ground)
+    ids = np.where(mask, animal, ids)
+    ids[:, -2:] = 0
+    return ids
+
+
+def make_vipseg(davis_root: Path, root: Path, switch_at: int | None = None) -> tuple[Path, Path]:
+    """gt folder (panomasksRGB + json) and a results folder; the prediction equals the gt with
+    other ids, except that with ``switch_at`` the first video's animal changes id there."""
+    gt_dir, results = root / "VIPSeg_720P", root / "results"
+    gt_json = {"categories": CATEGORIES, "videos": [], "annotations": []}
+    pred_json = {"annotations": []}
+    for seq in SEQUENCES:
+        names = [f"{t:05d}" for t in range(FRAMES)]
+        gt_frames, pred_frames = [], []
+        for t, mask in enumerate(davis_masks(davis_root, seq)):
+            write_rgb_ids(
+                gt_dir / "panomasksRGB" / seq / f"{names[t]}.png", panoptic(mask, 1001, 2000, 2001)
+            )
+            animal = (
+                70000 if switch_at is not None and seq == SEQUENCES[0] and t >= switch_at else 77777
+            )
+            write_rgb_ids(
+                results / "pan_pred" / seq / f"{names[t]}.png", panoptic(mask, animal, 5, 6)
+            )
+            gt_frames.append(
+                {
+                    "segments_info": [
+                        {"id": 1001, "category_id": 3, "iscrowd": 0},
+                        {"id": 2000, "category_id": 0, "iscrowd": 0},
+                        {"id": 2001, "category_id": 1, "iscrowd": 0},
+                    ]
+                }
+            )
+            pred_frames.append(
+                {
+                    "file_name": f"{names[t]}.jpg",
+                    "segments_info": [
+                        {"id": animal, "category_id": 3, "isthing": True},
+                        {"id": 5, "category_id": 0, "isthing": False},
+                        {"id": 6, "category_id": 1, "isthing": False},
+                    ],
+                }
+            )
+        gt_json["videos"].append(
+            {"video_id": seq, "images": [{"file_name": f"{n}.png"} for n in names]}
+        )
+        gt_json["annotations"].append({"video_id": seq, "annotations": gt_frames})
+        pred_json["annotations"].append({"video_id": seq, "annotations": pred_frames})
+    (gt_dir / "panoptic_gt_VIPSeg_val.json").write_text(json.dumps(gt_json))
+    (results / "pred.json").write_text(json.dumps(pred_json))
+    return results, gt_dir
+
+
+def test_vipseg_perfect_results_score_100(davis_root: Path, tmp_path: Path) -> None:
+    results, gt = make_vipseg(davis_root, tmp_path)
+    report = evaluate_vipseg(results, gt)
+    summary = report.summary()
+    assert summary["VPQ"] == pytest.approx(100) and summary["STQ"] == pytest.approx(100)
+    assert summary["VPQ_th"] == pytest.approx(100) and summary["VPQ_st"] == pytest.approx(100)
+    assert [v.name for v in report.videos] == list(SEQUENCES)
+    assert report.videos[0].num_frames == FRAMES
+
+
+def test_vipseg_id_switch_lowers_long_windows_and_aq(davis_root: Path, tmp_path: Path) -> None:
+    results, gt = make_vipseg(davis_root, tmp_path, switch_at=2)
+    summary = evaluate_vipseg(results, gt).summary()
+    # Single frames are all perfect; over the whole clip the first video's animal tube is split
+    # 2 + 2 frames (IoU ~0.5 or below each): a FN and two FPs for the animal class there.
+    assert summary["VPQ^1"] == pytest.approx(100)
+    assert summary["VPQ^∞"] < 100
+    assert summary["AQ"] < 100
+    assert summary["SQ"] == pytest.approx(100)
+    # Whole clip: the second video's animal is a TP (IoU 1). In the first, the 4-frame
+    # tube is split into frames 0-1 (share r of its pixels) and 2-3 (share 1 - r); the union of
+    # each part with the tube is the tube, so the larger part is a TP with IoU max(r, 1 - r) if
+    # that is > 0.5 (the other part a FP), else a FN and two FPs. Stuff stays perfect.
+    areas = [int((panoptic(m, 1, 0, 0) == 1).sum()) for m in davis_masks(davis_root, SEQUENCES[0])]
+    r = max(sum(areas[:2]), sum(areas[2:])) / sum(areas)
+    animal = (1 + r) / (2 + 0.5) if r > 0.5 else 1 / (1 + 0.5 * 2 + 0.5 * 1)
+    assert summary["VPQ^∞"] == pytest.approx(100 * (animal + 1 + 1) / 3)
+
+
+def test_vipseg_cli_prints_the_table(davis_root: Path, tmp_path: Path) -> None:
+    results, gt = make_vipseg(davis_root, tmp_path)
+    out = CliRunner().invoke(
+        app,
+        ["eval", "vipseg", "--results", str(results), "--gt", str(gt / "panomasksRGB"),
+         "--gt-json", str(gt / "panoptic_gt_VIPSeg_val.json"), "--windows", "1,2,999",
+         "--video", "dog"],
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert "| dog | 4 | 100.0 |" in out.output
+    assert "| ∞ | 100.0 |" in out.output
+    assert "blackswan" not in out.output
+
+
+def test_vipseg_malformed_inputs_name_the_file(davis_root: Path, tmp_path: Path) -> None:
+    results, gt = make_vipseg(davis_root, tmp_path)
+    png = results / "pan_pred" / "dog" / "00001.png"
+    ids = read_id_png(png)
+    ids[0, 0] = 424242
+    write_rgb_ids(png, ids)
+    with pytest.raises(DevaError, match=r"00001\.png: segment id 424242"):
+        evaluate_vipseg(results, gt)
+    (results / "pred.json").write_text("{not json")
+    with pytest.raises(DevaError, match=r"pred\.json: not valid JSON"):
+        evaluate_vipseg(results, gt)
+    (results / "pred.json").write_text(json.dumps({"annotations": []}))
+    with pytest.raises(DevaError, match=r"pred\.json: no predictions for video 'blackswan'"):
+        evaluate_vipseg(results, gt)
+    (gt / "panoptic_gt_VIPSeg_val.json").write_text(json.dumps({"categories": CATEGORIES}))
+    with pytest.raises(DevaError, match=r"panoptic_gt_VIPSeg_val\.json: not the VIPSeg"):
+        evaluate_vipseg(results, gt)
+    out = CliRunner().invoke(app, ["eval", "vipseg", "--results", str(results), "--gt", str(gt)])
+    assert out.exit_code == 2
+    assert "panoptic_gt_VIPSeg_val.json" in out.output and "Traceback" not in out.output
+
+
+# --- BURST -------------------------------------------------------------------------------------
+COMMON, UNCOMMON, DISTRACTOR = 805, 1000, 20
+
+
+def burst_tracks(mask: np.ndarray) -> dict[str, np.ndarray]:
+    """Three non-overlapping tracks per frame: the DAVIS object (common), a box in the top-left
+    corner (uncommon) and one in the top-right corner (distractor category)."""
+    uncommon = np.zeros_like(mask)
+    uncommon[:10, :10] = True
+    distractor = np.zeros_like(mask)
+    distractor[:10, -10:] = True
+    return {"1": mask & ~uncommon & ~distractor, "2": uncommon, "3": distractor}
+
+
+def make_burst(davis_root: Path, root: Path, *, drop_track: str | None = None) -> tuple[Path, Path]:
+    gt, pred = {"split": "val", "sequences": []}, {"split": "val", "sequences": []}
+    for i, seq in enumerate(SEQUENCES):
+        masks = davis_masks(davis_root, seq)
+        h, w = masks[0].shape
+        base = {"id": i + 1, "dataset": "DAVIS", "seq_name": seq, "height": h, "width": w}
+        gt_frames, pred_frames = [], []
+        for mask in masks:
+            tracks = burst_tracks(mask)
+            gt_frames.append({k: {"rle": rle_encode(m), "is_gt": True} for k, m in tracks.items()})
+            pred_frames.append(
+                {str(10 + int(k)): {"rle": rle_encode(m), "score": 0.9}
+                 for k, m in tracks.items() if k != drop_track}
+            )  # fmt: skip
+        # The results have one extra (unannotated) frame, which must be skipped.
+        pred_frames.append({"11": {"rle": rle_encode(masks[0]), "score": 0.5}})
+        gt["sequences"].append(
+            {
+                **base,
+                "annotated_image_paths": [f"frame{t:04d}.jpg" for t in range(FRAMES)],
+                "segmentations": gt_frames,
+                "track_category_ids": {"1": COMMON, "2": UNCOMMON, "3": DISTRACTOR},
+                "neg_category_ids": [],
+                "not_exhaustive_category_ids": [],
+            }
+        )
+        pred["sequences"].append(
+            {
+                **base,
+                "annotated_image_paths": [f"frame{t:04d}.png" for t in range(FRAMES + 1)],
+                "segmentations": pred_frames,
+                "track_category_ids": {},
+            }
+        )
+    gt_file, pred_file = root / "gt.json", root / "pred.json"
+    gt_file.write_text(json.dumps(gt))
+    pred_file.write_text(json.dumps(pred))
+    return pred_file, gt_file
+
+
+def test_burst_perfect_tracks_score_100_in_every_split(davis_root: Path, tmp_path: Path) -> None:
+    pred, gt = make_burst(davis_root, tmp_path)
+    report = evaluate_burst(pred, gt)
+    summary = report.summary()
+    for split in ("all", "common", "uncommon"):
+        assert summary[split]["OWTA"] == pytest.approx(100)
+    # The prediction of the distractor object is a false positive: HOTA drops, OWTA does not.
+    assert summary["all"]["HOTA"] < 100
+    # Distractor tracks are not evaluated: 2 tracks x 4 frames x 2 sequences gt detections.
+    assert report.total("all").num_gt_detections == 16
+    assert report.sequences[0].num_gt_tracks == 2
+
+
+def test_burst_missed_uncommon_track(davis_root: Path, tmp_path: Path) -> None:
+    pred, gt = make_burst(davis_root, tmp_path, drop_track="2")
+    summary = evaluate_burst(pred, gt).summary()
+    # common: perfect; uncommon: nothing found; all: DetRe 1/2 with AssA 1 -> OWTA sqrt(1/2).
+    assert summary["common"]["OWTA"] == pytest.approx(100)
+    assert summary["uncommon"]["OWTA"] == 0
+    assert summary["all"]["OWTA"] == pytest.approx(100 * math.sqrt(0.5))
+
+
+def test_burst_cli_and_missing_sequence(davis_root: Path, tmp_path: Path) -> None:
+    pred, gt = make_burst(davis_root, tmp_path)
+    data = json.loads(pred.read_text())
+    data["sequences"] = data["sequences"][:1]
+    pred.write_text(json.dumps(data))
+    out = CliRunner().invoke(app, ["eval", "burst", "--results", str(pred), "--gt", str(gt)])
+    assert out.exit_code == 0, out.output
+    assert "DAVIS/dog (no results)" in out.output
+    # common: 8 gt detections (1 track x 4 frames x 2 sequences), the 4 of blackswan found
+    # exactly: DetRe 1/2, AssA 1 -> OWTA sqrt(1/2).
+    assert "| common | 8 | **70.7** |" in out.output
+    assert "1 sequence(s) had no results" in out.output
+
+
+def test_burst_malformed_inputs_name_the_file(davis_root: Path, tmp_path: Path) -> None:
+    pred, gt = make_burst(davis_root, tmp_path)
+    good = json.loads(pred.read_text())
+
+    def broken(edit) -> None:
+        data = json.loads(json.dumps(good))
+        edit(data)
+        pred.write_text(json.dumps(data))
+
+    broken(lambda d: d["sequences"][0]["segmentations"][1]["11"].update(rle="zzz~"))
+    with pytest.raises(
+        DevaError, match=r"pred\.json \(sequence DAVIS/blackswan\), image frame0001"
+    ):
+        evaluate_burst(pred, gt)
+    short = rle_encode(np.ones((3, 3), dtype=bool))
+    broken(lambda d: d["sequences"][0]["segmentations"][0]["11"].update(rle=short))
+    with pytest.raises(DevaError, match="covers 9 pixels"):
+        evaluate_burst(pred, gt)
+    broken(lambda d: d["sequences"][0].pop("segmentations"))
+    with pytest.raises(DevaError, match=r"pred\.json \(sequence DAVIS/blackswan\): needs"):
+        evaluate_burst(pred, gt)
+    broken(lambda d: [s.update(seq_name="other") for s in d["sequences"]])
+    with pytest.raises(DevaError, match=r"pred\.json: no sequence matches"):
+        evaluate_burst(pred, gt)
+    pred.write_text("[1, 2")
+    with pytest.raises(DevaError, match=r"pred\.json: not valid JSON"):
+        evaluate_burst(pred, gt)
+    gt.write_text(json.dumps({"videos": []}))
+    with pytest.raises(DevaError, match=r"gt\.json: not the BURST layout"):
+        evaluate_burst(tmp_path / "pred.json", gt)
+    out = CliRunner().invoke(app, ["eval", "burst", "--results", str(pred), "--gt", str(gt)])
+    assert out.exit_code == 2 and "Traceback" not in out.output
