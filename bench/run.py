@@ -23,10 +23,13 @@ import torch
 from bench import (
     batch_speed,
     consensus_speed,
+    eval_speed,
+    image_models,
     memory,
     network_speed,
     tracking,
     train_data_speed,
+    train_speed,
     unsup_saliency,
 )
 from bench.flow_speed import measure_flow_speed
@@ -213,10 +216,22 @@ def main() -> None:
         "1 object. Outputs have not been compared with the original's (no official weights "
         "here), so this is a speed figure only.\n",
         network_speed.table(network_speed.measure_network_speed()),
+        "\n## Learned image models (transformers, CPU)\n",
+        "`bench/image_models.py`. Tiny models: the random test models of "
+        "`deva.segmenters.tiny_models` (speed of the plumbing, not of real checkpoints). SAM "
+        "ViT-B: `SamConfig()` defaults = the real ViT-B size, random weights (speed does not "
+        "depend on the values). Auto mode filters most random candidates only by chance, so its "
+        "tiny-model time includes upsampling whatever passes.\n",
+        image_models.table(),
         "\n## Training data throughput (spec §7 augmentation, 384×384)\n",
         "Samples/s of `deva.train.data` datasets decoded and augmented in one process, one "
         "thread (each DataLoader worker adds about this much).\n",
         train_data_speed.table(train_data_speed.measure()),
+        "\n## Training speed (`deva train`, CPU)\n",
+        "The real training loop (unroll, losses, backward, clipping, AdamW) on synthetic "
+        "in-memory clips; data loading excluded (see above). The official-size network is "
+        "timed over 3 iterations only (seconds each on CPU); real training needs a GPU.\n",
+        train_speed.table(train_speed.measure()),
         "\n## Unsupervised DAVIS-16 from saliency maps (`deva run-task davis16-saliency`)\n",
         "Soft saliency-like maps made from the ground truth by `bench/unsup_saliency.py` (seed "
         "0: boundary noise, false blobs, blur, pixel noise, 10 % of frames empty). Associated "
@@ -224,6 +239,12 @@ def main() -> None:
         "consensus propagated backward and forward with `FlowPropagator()`; against "
         "thresholding each frame's own map at 0.5. DAVIS-16 union protocol, all six clips.\n",
         unsup_saliency.table(unsup_saliency.measure()),
+        "\n## Benchmark evaluators: `deva eval vipseg` / `deva eval burst` speed\n",
+        "Fixtures in the official layouts built from the six DAVIS clips at 854×480 by "
+        "`bench/eval_speed.py` (VIPSeg: one thing + two stuff regions, every frame; BURST: one "
+        "track, every 3rd frame annotated); the prediction shifts the object 3 px and switches "
+        "its id halfway. Reading the PNG / JSON files included; one process.\n",
+        eval_speed.table(eval_speed.measure()),
         "\n## Memory on long streams (rendered 854×480 demo stream, all outputs written)\n",
         "Each row is a fresh process. Detections: the stream's true objects under ids shuffled "
         "every frame (objects enter and leave every 120 frames, so objects are created and "

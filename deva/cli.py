@@ -565,8 +565,15 @@ def train_command(
             settings = settings.with_iterations(iterations)
         if device is not None:
             settings = replace(settings, device=device.value)
-        with _TrainProgress() as progress:
-            result = train(settings, run_dir, resume=resume, on_step=progress.update)
+        try:
+            with _TrainProgress() as progress:
+                result = train(settings, run_dir, resume=resume, on_step=progress.update)
+        except KeyboardInterrupt:
+            console.print(
+                "[yellow]stopped[/yellow] at once (second Ctrl-C); deva train --resume "
+                f"{run_dir} continues from the last saved checkpoint"
+            )
+            raise typer.Exit(130) from None
         if result.interrupted:
             console.print(
                 f"[yellow]interrupted[/yellow]: checkpoint saved at stage {result.stage} "
@@ -783,12 +790,11 @@ def _mode_defaults(
 ) -> dict[str, object]:
     """``values`` with the segmenter mode's tracker defaults (e.g. auto: max 200 objects,
     incremental) in place of the options the user did not set."""
-    from click.core import ParameterSource
-
     from deva.segmenters.options import tracker_defaults
 
     for name, value in tracker_defaults(segmenter).items():
-        if ctx.get_parameter_source(name) in (ParameterSource.DEFAULT, None):
+        source = ctx.get_parameter_source(name)  # typer may ship its own click: compare names
+        if getattr(source, "name", "DEFAULT") in ("DEFAULT", "DEFAULT_MAP"):
             values[name] = value
     return values
 

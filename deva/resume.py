@@ -20,7 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 
 from deva.errors import DevaError
-from deva.io.atomic import atomic_path
+from deva.io.atomic import atomic_path, write_errors
 from deva.io.writer import WriterPosition
 from deva.segmenters.base import SequentialSegmenter
 from deva.tracker import GivenMasks, Tracker, TrackerState
@@ -118,7 +118,7 @@ def save_checkpoint(directory: Path, checkpoint: RunCheckpoint) -> None:
     """Write atomically: a kill at any moment leaves the previous checkpoint or this one."""
     payload = {"version": _VERSION}
     payload.update({f.name: getattr(checkpoint, f.name) for f in dataclasses.fields(checkpoint)})
-    with atomic_path(directory / CHECKPOINT) as temp:
+    with write_errors(directory / CHECKPOINT), atomic_path(directory / CHECKPOINT) as temp:
         torch.save(payload, temp)
 
 

@@ -182,7 +182,7 @@ def run_job(
                 "first-frame masks mode: upload a zip of palette PNGs named like the frames"
             )
         masks = _unzip(inputs.masks_zip, run_dir / "masks", "masks zip")
-        given = InitMasks(masks, frame_name=frames.name)
+        given = InitMasks(masks, frame_name=frames.name, num_frames=frames.num_frames)
     segmenter = _segmenter(settings, frames, inputs, run_dir)
     propagator = _propagator(settings)
     tracker = Tracker(segmenter, propagator, config)

@@ -31,13 +31,16 @@ from deva.io.masks import read_id_png, write_id_png
 from deva.segmenters.precomputed import PrecomputedSegmenter, parse_segments_info
 from deva.types import Frame, Segmentation
 
+# DEVA_FUZZ_SCALE=20 runs 20 times the examples, for a bug hunt outside the test suite.
+SCALE = float(os.environ.get("DEVA_FUZZ_SCALE", "1"))
 FUZZ = settings(
-    max_examples=40,
+    max_examples=max(1, round(40 * SCALE)),
     deadline=None,
     derandomize=True,  # the same examples every run: a failure here is reproducible
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-FEW = settings(FUZZ, max_examples=15)
+FEW = settings(FUZZ, max_examples=max(1, round(15 * SCALE)))  # slow inputs (videos, folders)
+MANY = settings(FUZZ, max_examples=max(1, round(120 * SCALE)))  # JSON / CSV: milliseconds each
 SHAPE = (12, 16)
 
 
@@ -141,7 +144,7 @@ scalars = (
     | st.text(max_size=8)
     | st.sampled_from([math.inf, -math.inf, math.nan, 1.5, -1, 0, 2**63, "2", ""])
 )
-ids = st.integers(-2, 5) | st.sampled_from([math.inf, -math.inf, math.nan, 1.5, "1", None, True])
+ids = st.sampled_from([0, 1, 2, -1, 3, math.inf, -math.inf, math.nan, 1.5, "1", None, True])
 json_values = st.recursive(
     scalars,
     lambda children: (
@@ -271,7 +274,7 @@ def test_video_file(data: bytes) -> None:
 # Detections: per-frame JSON, pred.json, the PNG + JSON pair (deva/segmenters/precomputed.py)
 
 
-@FUZZ
+@MANY
 @given(raw=segment_lists())
 def test_parse_segments_info(raw: Any) -> None:
     infos = only_deva_errors(lambda: parse_segments_info(raw, Path("0.json")))
@@ -282,7 +285,7 @@ def test_parse_segments_info(raw: Any) -> None:
             assert info.score is None or math.isfinite(info.score)
 
 
-@FUZZ
+@MANY
 @given(
     text=st.one_of(
         segment_lists().map(dump),
@@ -309,7 +312,7 @@ def test_detection_png_and_json(text: str, png: bytes | None) -> None:
         assert segmentation.shape == SHAPE
 
 
-@FUZZ
+@MANY
 @given(
     pred=st.one_of(
         json_values,
@@ -362,7 +365,7 @@ def json_files() -> st.SearchStrategy[bytes]:
     )
 
 
-@FUZZ
+@MANY
 @given(
     data=st.one_of(
         json_files(), st.builds(lambda v: dump({"annotations": v}).encode(), json_values)
@@ -385,7 +388,7 @@ csv_rows = st.lists(
 )
 
 
-@FUZZ
+@MANY
 @given(
     data=st.one_of(
         csv_rows.map(lambda rows: "\n".join(",".join(r) for r in rows).encode()),
@@ -412,7 +415,7 @@ def test_referring_soft_mask(data: bytes) -> None:
         assert probs.ndim == 2 and float(probs.min()) >= 0 and float(probs.max()) <= 1
 
 
-@FUZZ
+@MANY
 @given(
     data=st.one_of(
         json_files(),
@@ -426,7 +429,7 @@ def test_burst_annotation_json(data: bytes) -> None:
         only_deva_errors(lambda: read(where / "gt.json"))
 
 
-@FUZZ
+@MANY
 @given(
     data=st.one_of(
         json_files(),
@@ -470,7 +473,7 @@ vipseg_gt = st.fixed_dictionaries(
 )
 
 
-@FUZZ
+@MANY
 @given(data=st.one_of(json_files(), vipseg_gt.map(lambda v: dump(v).encode())))
 def test_vipseg_gt_json(data: bytes) -> None:
     load = _optional("deva.eval.vipseg", "_load_json")
@@ -486,3 +489,114 @@ def test_vipseg_gt_json(data: bytes) -> None:
             videos(gt, path)
 
         only_deva_errors(read)
+
+
+@MANY
+@given(
+    annotations=st.one_of(
+        json_values,
+        st.fixed_dictionaries(
+            {
+                "frames": st.lists(
+                    st.fixed_dictionaries(
+                        {
+                            "frame_index": ids,
+                            "file_name": st.sampled_from(["0", "1", "../0", ""]) | scalars,
+                            "objects": st.lists(
+                                st.fixed_dictionaries(
+                                    {"id": ids},
+                                    optional={"category_id": ids, "score": scalars},
+                                ),
+                                max_size=2,
+                            )
+                            | scalars,
+                        }
+                    ),
+                    max_size=3,
+                )
+            }
+        ),
+    ),
+    mask=st.one_of(st.just(None), image_bytes()),
+)
+def test_exported_run_folder(annotations: Any, mask: bytes | None) -> None:
+    read_runs = _optional("deva.io.exports", "read_runs")
+    with folder() as where:
+        (where / "masks").mkdir()
+        for name in ("0", "1"):
+            write_id_png(where / "masks" / f"{name}.png", np.ones(SHAPE, np.int32))
+        if mask is not None:
+            (where / "masks" / "1.png").write_bytes(mask)
+        (where / "annotations.json").write_text(dump(annotations), encoding="utf-8")
+
+        def read() -> None:
+            for run in read_runs(where):
+                for frame in run.frames():
+                    assert frame.ids.ndim == 2
+
+        only_deva_errors(read)
+
+
+rle = st.sampled_from(["", "0", "4", "04", "<3", "1>0", "\x7f", "0;"]) | st.text(max_size=6)
+burst_sequence = st.fixed_dictionaries(
+    {
+        "dataset": st.just("d") | scalars,
+        "seq_name": st.just("s") | scalars,
+        "height": st.just(2) | ids,
+        "width": st.just(2) | ids,
+        "annotated_image_paths": st.lists(st.sampled_from(["a.jpg", "b.jpg"]) | scalars, max_size=2)
+        | scalars,
+        "segmentations": st.lists(
+            st.dictionaries(
+                st.sampled_from(["1", "2", "x"]),
+                st.fixed_dictionaries({"rle": rle | scalars}, optional={"score": scalars}),
+                max_size=2,
+            )
+            | scalars,
+            max_size=2,
+        )
+        | scalars,
+        "track_category_ids": st.dictionaries(st.sampled_from(["1", "2"]), ids, max_size=2)
+        | scalars,
+    }
+)
+
+
+@MANY
+@given(
+    gt=st.one_of(
+        json_values, st.fixed_dictionaries({"sequences": st.lists(burst_sequence, max_size=2)})
+    ),
+    pred=st.one_of(
+        json_values, st.fixed_dictionaries({"sequences": st.lists(burst_sequence, max_size=2)})
+    ),
+)
+def test_burst_results_and_ground_truth(gt: Any, pred: Any) -> None:
+    evaluate = _optional("deva.eval.burst", "evaluate_burst")
+    pytest.importorskip("pycocotools")
+    with folder() as where:
+        (where / "gt.json").write_text(dump(gt), encoding="utf-8")
+        (where / "pred.json").write_text(dump(pred), encoding="utf-8")
+        only_deva_errors(lambda: evaluate(where / "pred.json", where / "gt.json"))
+
+
+@MANY
+@given(data=st.one_of(st.binary(max_size=128), st.data()))
+def test_training_config(data: Any) -> None:
+    config = pytest.importorskip("deva.train.config")
+    with folder() as where:
+        path = where / "train.toml"
+        if isinstance(data, bytes):
+            path.write_bytes(data)
+            only_deva_errors(lambda: config.load_config(path))
+            return
+        from dataclasses import fields
+
+        keys = st.sampled_from([f.name for f in fields(config.TrainConfig)]) | st.text(max_size=4)
+        stage = st.dictionaries(
+            st.sampled_from(["data", "lr_steps", "iterations", "batch_size", "lr", "root"]),
+            json_values,
+            max_size=4,
+        )
+        raw = data.draw(st.dictionaries(keys, json_values | stage, max_size=4))
+        only_deva_errors(lambda: config.parse_config(raw, source=str(path), base_dir=where))

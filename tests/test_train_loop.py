@@ -21,8 +21,8 @@ from deva.cli import app
 from deva.errors import DevaError
 from deva.io.masks import read_id_png
 from deva.train import checkpoint as train_checkpoint
-from deva.train.config import StageConfig, TrainConfig
-from deva.train.trainer import StepLog, train
+from deva.train.config import ARCHITECTURES, StageConfig, TrainConfig
+from deva.train.trainer import StepLog, build_training_network, train
 
 runner = CliRunner()
 
@@ -274,3 +274,28 @@ def test_init_checkpoint_fine_tunes_from_exported_weights(davis_runs, tmp_path):
     wrong = replace(config, network="full")
     with pytest.raises(DevaError, match="does not fit"):
         train(wrong, tmp_path / "ft2", dataset_factory=shapes())
+
+
+def test_weights_files_official_layout_for_full_size_and_described_otherwise(tmp_path):
+    from deva.propagation.network.checkpoint import build_network
+    from deva.propagation.network.model import PropagationNetwork, tiny_propagation_network
+
+    full = tmp_path / "full.pth"
+    train_checkpoint.export_weights(full, PropagationNetwork(), {})
+    plain = torch.load(full, weights_only=True)
+    assert all(isinstance(v, torch.Tensor) for v in plain.values())  # what the original loads
+    tiny = tmp_path / "tiny.pth"
+    train_checkpoint.export_weights(tiny, tiny_propagation_network(), ARCHITECTURES["tiny"])
+    assert build_network(tiny, "cpu").key_dim == 8
+    bad = tmp_path / "bad.pth"
+    torch.save({"state_dict": plain, "architecture": {"colour": 3}}, bad)
+    with pytest.raises(DevaError, match="architecture"):
+        build_network(bad, "cpu")
+
+
+def test_tiny_config_network_is_tiny_propagation_network():
+    from deva.propagation.network.model import tiny_propagation_network
+
+    ours = build_training_network(replace(TrainConfig(), network="tiny")).state_dict()
+    reference = tiny_propagation_network().state_dict()
+    assert {k: v.shape for k, v in ours.items()} == {k: v.shape for k, v in reference.items()}

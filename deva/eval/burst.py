@@ -242,7 +242,7 @@ def _key(seq: dict, path: Path) -> tuple[str, str]:
 def _size(seq: dict, where: str) -> tuple[int, int]:
     try:
         height, width = int(seq["height"]), int(seq["width"])
-    except (KeyError, TypeError, ValueError) as err:
+    except (KeyError, TypeError, ValueError, OverflowError) as err:  # inf sizes
         raise DevaError(f"{where}: needs integer 'height' and 'width' ({err!r})") from err
     if height <= 0 or width <= 0:
         raise DevaError(f"{where}: height and width must be positive")
@@ -269,7 +269,7 @@ def _frames(seq: dict, where: str) -> tuple[list[str], list[dict[str, dict]]]:
 def _track_categories(seq: dict, where: str) -> dict[str, int]:
     try:
         return {str(k): int(v) for k, v in seq["track_category_ids"].items()}
-    except (KeyError, AttributeError, TypeError, ValueError) as err:
+    except (KeyError, AttributeError, TypeError, ValueError, OverflowError) as err:
         raise DevaError(f"{where}: needs 'track_category_ids' {{track id: category}}") from err
 
 

@@ -25,6 +25,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from deva.errors import DevaError
+from deva.eval.vpq import compact_ids
 
 ALPHAS = np.arange(0.05, 0.99, 0.05)
 """The 19 IoU thresholds HOTA is averaged over."""
@@ -172,8 +173,8 @@ def id_map_frames(gt: np.ndarray, pred: np.ndarray) -> list[HotaFrame]:
         )
     frames = []
     for g_map, p_map in zip(gt, pred, strict=True):
-        g_vals, g_idx = np.unique(g_map, return_inverse=True)
-        p_vals, p_idx = np.unique(p_map, return_inverse=True)
+        g_vals, g_idx = compact_ids(g_map)
+        p_vals, p_idx = compact_ids(p_map)
         joint = np.bincount(
             g_idx.ravel().astype(np.int64) * len(p_vals) + p_idx.ravel(),
             minlength=len(g_vals) * len(p_vals),

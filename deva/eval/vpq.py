@@ -129,6 +129,13 @@ class VPQResult:
         return float(np.mean(finite + whole))
 
 
+def compact_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted distinct values, index of each pixel's value): ``np.unique(return_inverse=True)``
+    without its full sort (hash-based unique, then a binary search per pixel)."""
+    values = np.unique(ids)
+    return values, np.searchsorted(values, ids)
+
+
 class PairTable:
     """Pixel counts of every (gt id, predicted id) pair per frame, with prefix sums over time,
     so a window of any length is summed in O(1) frames. Built once per video."""
@@ -146,8 +153,8 @@ class PairTable:
             if shape is not None and gt.shape != shape:
                 raise DevaError(f"frame {t}: size {gt.shape} differs from frame 0 {shape}")
             shape = gt.shape
-            g_vals, g_idx = np.unique(gt, return_inverse=True)
-            p_vals, p_idx = np.unique(pred, return_inverse=True)
+            g_vals, g_idx = compact_ids(gt)
+            p_vals, p_idx = compact_ids(pred)
             joint = np.bincount(
                 g_idx.ravel().astype(np.int64) * len(p_vals) + p_idx.ravel(),
                 minlength=len(g_vals) * len(p_vals),

@@ -73,7 +73,7 @@ class TrackingRun:
                         obj.get("category", _get(previous, "category")),
                         score if score is not None else _get(previous, "score"),
                     )
-            except (KeyError, TypeError, ValueError) as err:
+            except (KeyError, TypeError, ValueError, OverflowError) as err:  # inf ids
                 raise DevaError(
                     f"{self.folder / ANNOTATIONS}: frame record {number} is malformed ({err!r})"
                 ) from err

@@ -126,8 +126,9 @@ class ResultWriter:
 
     def position(self) -> WriterPosition:
         """Flush and tell how far the outputs got (for a checkpoint)."""
-        self._annotations.flush()
-        os.fsync(self._annotations.fileno())
+        with write_errors(self.out_dir / ANNOTATIONS):
+            self._annotations.flush()
+            os.fsync(self._annotations.fileno())
         return WriterPosition(self.num_frames, self._annotations.tell(), self._partial.name)
 
     def write(self, frame: Frame, result: FrameResult) -> None:

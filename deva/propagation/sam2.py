@@ -109,7 +109,7 @@ class Sam2Propagator:
 
     def _pixels(self, image: np.ndarray) -> torch.Tensor:
         """(3, S, S) normalised model input."""
-        tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
+        tensor = torch.tensor(image).permute(2, 0, 1).float() / 255.0
         size = (self.image_size, self.image_size)
         resized = F.interpolate(
             tensor[None], size, mode="bilinear", align_corners=False, antialias=True

@@ -80,7 +80,8 @@ def load_model(
     """
     transformers = require_transformers()
     name = _check_source(source, role)
-    config = _load(lambda: transformers.AutoConfig.from_pretrained(name), name, role)
+    local = {"local_files_only": True} if _offline() else {}
+    config = _load(lambda: transformers.AutoConfig.from_pretrained(name, **local), name, role)
     model_type = getattr(config, "model_type", None)
     if model_type not in accepted:
         raise DevaError(
@@ -89,10 +90,12 @@ def load_model(
         )
     model_class = getattr(transformers, accepted[model_type])
     dtype = model_dtype(device, half)
-    model = _load(lambda: model_class.from_pretrained(name, dtype=dtype), name, role)
+    model = _load(lambda: model_class.from_pretrained(name, dtype=dtype, **local), name, role)
     processor = None
     if with_processor:
-        processor = _load(lambda: transformers.AutoProcessor.from_pretrained(name), name, role)
+        processor = _load(
+            lambda: transformers.AutoProcessor.from_pretrained(name, **local), name, role
+        )
     model = model.to(device).eval()
     return LoadedModel(model, processor, model_type, device, dtype, name)
 
@@ -120,15 +123,22 @@ def _load(load: Any, name: str, role: str) -> Any:
     try:
         return load()
     except OSError as err:
-        offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
         where = (
             "offline (HF_HUB_OFFLINE=1) and not in the local cache"
-            if offline
-            else ("not found on the Hugging Face hub or in the local cache")
+            if _offline()
+            else "not found on the Hugging Face hub or in the local cache"
         )
         raise DevaError(
             f"{role}: model {name!r} is {where}; download it once with network access, or "
             "pass a local folder written by save_pretrained() instead"
         ) from err
+    except ImportError as err:
+        raise DevaError(f"{role}: {name} needs a missing package: {err}") from err
     except ValueError as err:
         raise DevaError(f"{role}: cannot load {name}: {str(err).splitlines()[0]}") from err
+
+
+def _offline() -> bool:
+    """HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE as set now (the hub library reads it at import)."""
+    values = (os.environ.get("HF_HUB_OFFLINE"), os.environ.get("TRANSFORMERS_OFFLINE"))
+    return any(v and v.strip().lower() in ("1", "true", "yes", "on") for v in values)

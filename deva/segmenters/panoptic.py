@@ -79,6 +79,7 @@ class PanopticSegmenter:
         for info in result["segments_info"]:
             if info["id"] not in present or info["id"] <= 0:
                 continue
+            present.discard(info["id"])  # fused stuff may list one segment id twice
             new_id = len(infos) + 1
             ids[raw == info["id"]] = new_id
             label = int(info["label_id"])

@@ -63,10 +63,11 @@ def dice_loss(probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 def class_targets(masks: torch.Tensor) -> torch.Tensor:
     """Non-overlapping 0/1 object masks (n, H, W) -> class map (H, W): 0 background, i + 1 for
-    the i-th object."""
-    present = masks > 0.5
-    labels = torch.argmax(present.to(torch.uint8), dim=0) + 1
-    return torch.where(present.any(dim=0), labels, torch.zeros_like(labels))
+    the i-th object (where masks overlap, the later object)."""
+    numbers = torch.arange(1, masks.shape[0] + 1, device=masks.device)[:, None, None]
+    if masks.shape[0] == 0:
+        return torch.zeros(masks.shape[1:], dtype=torch.long, device=masks.device)
+    return ((masks > 0.5) * numbers).amax(dim=0)
 
 
 @dataclass(frozen=True)

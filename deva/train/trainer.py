@@ -432,7 +432,9 @@ def _base_skip(part: Any) -> int:
 
 
 def _worker_init(worker_id: int) -> None:
-    """One thread per loader worker: the processes already run in parallel."""
+    """One thread per loader worker (the processes already run in parallel); Ctrl-C is left to
+    the main process, which finishes its step and checkpoints while workers keep serving."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
 
