@@ -13,6 +13,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -35,6 +37,7 @@ from bench import (
 from bench.flow_speed import measure_flow_speed
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
 
 
 def machine() -> str:
@@ -154,115 +157,233 @@ def resume_section(num_frames: int, kills: int) -> str:
     )
 
 
+@dataclass(frozen=True)
+class Section:
+    """One table of BENCHMARKS.md: its key (for --only), heading and text, and its measurement."""
+
+    key: str
+    text: str
+    measure: Callable[[], str]
+
+
+def sections(quick: bool) -> list[Section]:
+    sequences = tracking.SEQUENCES[:2] if quick else tracking.SEQUENCES
+    lengths = (100, 300) if quick else (100, 1000, 10000)
+    network_lengths = (100, 300) if quick else (100, 2000)
+    resume_frames, kills = (300, 3) if quick else (1000, 20)
+    return [
+        Section(
+            "flow",
+            (
+                "## Flow propagator speed (854×480, DAVIS `bmx-trees`)\n\n`FlowPropagator()` "
+                "defaults; per frame: DIS flow both ways, backward warping of every object's "
+                "mask, forward-backward occlusion check. Raw DIS measured in the same run.\n"
+            ),
+            lambda: flow_section(),
+        ),
+        Section(
+            "cli",
+            ("## End-to-end `deva track` (854×480, 80 frames, decode + track + write)\n"),
+            lambda: cli_section(),
+        ),
+        Section(
+            "batch",
+            (
+                "## Many videos: `deva batch` throughput (6 DAVIS clips × 30 frames, 854×480)\n\n"
+                "`run_batch` over a folder of six MP4s (decode, default motion segmenter + flow "
+                "propagator, masks and annotations written, no overlay video). 1 worker: "
+                "in-process, the bench's threads; 2 workers: a local Ray instance, one task per "
+                "video with one thread each, its start-up (a few seconds) included.\n"
+            ),
+            lambda: batch_speed.table(batch_speed.measure()),
+        ),
+        Section(
+            "noisy",
+            (
+                "## Noisy detections: tracking-by-detection vs online vs semi-online (DAVIS-16)\n"
+                "\nDetections made from the ground truth by `deva.eval.noise` (defaults: 7 % "
+                "misses, 5 % splits, 1 transient false positive per frame, ±2 px boundary noise, "
+                "ids shuffled every frame, seed 0), read from PNG + JSON files in the official "
+                "DEVA layout. J&F with the DAVIS definition; each ground-truth object is matched "
+                "to the single best predicted id (DAVIS-2017 unsupervised protocol), so every id "
+                "change costs. id switches: changes of the id covering most of the object, summed "
+                "over sequences (per sequence in brackets). frames/s: tracking only, no writing. "
+                "Propagator: `FlowPropagator()`.\n"
+            ),
+            lambda: tracking.table(tracking.noisy_detection_rows(sequences)),
+        ),
+        Section(
+            "sweep",
+            (
+                "### Where the consensus helps most (mean J&F over the same clips)\n\nOne noise "
+                "parameter varied at a time, the others at their defaults.\n"
+            ),
+            lambda: tracking.noise_sweep(sequences),
+        ),
+        Section(
+            "consensus",
+            (
+                "## In-clip consensus time\n\nMatching + exact integer program (HiGHS) + painting "
+                "for one clip of 3 frames whose segments are jittered grid cells (10 % dropped "
+                "per frame); alignment through the propagator is not included (it costs one "
+                "propagation per non-key frame).\n"
+            ),
+            lambda: consensus_section(),
+        ),
+        Section(
+            "motion",
+            (
+                "## Weight-free default, unsupervised (DAVIS-16)\n\n`deva track` defaults: "
+                "`MotionSegmenter` + `FlowPropagator`, semi-online (clip 3 every 5). *union*: all "
+                "objects form the foreground (DAVIS-16 protocol); *best id*: DAVIS-2017 "
+                "unsupervised matching. The motion segmenter alone, run on every frame, is shown "
+                "for reference.\n"
+            ),
+            lambda: tracking.table(tracking.motion_rows(sequences)),
+        ),
+        Section(
+            "vos",
+            (
+                "## Semi-supervised VOS with the flow propagator (DAVIS-16, for reference)\n\n"
+                "`deva track FRAMES --init-masks FIRST_FRAME_GT` with no image segmenter: the "
+                "first frame's mask propagated by optical flow alone; DAVIS protocol (first and "
+                "last frames not scored).\n"
+            ),
+            lambda: tracking.table(tracking.vos_rows(sequences)),
+        ),
+        Section(
+            "network_speed",
+            (
+                "## DEVA network propagator speed (CPU, 480×854, official architecture)\n\n"
+                "`NetworkPropagator` with the official layer sizes and random weights (speed does "
+                "not depend on the values), 6 propagated frames of `bmx-trees` after one "
+                "memorized frame; seconds per frame per stage (mask encoding = memory writes, "
+                "averaged over all frames). Reference, original code on this machine kind "
+                "(REFERENCE-FIGURES.md): 1.65 s/frame for 1 object. Outputs have not been "
+                "compared with the original's (no official weights here), so this is a speed "
+                "figure only.\n"
+            ),
+            lambda: network_speed.table(network_speed.measure_network_speed()),
+        ),
+        Section(
+            "image_models",
+            (
+                "## Learned image models (transformers, CPU)\n\n`bench/image_models.py`. Tiny "
+                "models: the random test models of `deva.segmenters.tiny_models` (speed of the "
+                "plumbing, not of real checkpoints). SAM ViT-B: `SamConfig()` defaults = the real "
+                "ViT-B size, random weights (speed does not depend on the values). Auto mode "
+                "filters most random candidates only by chance, so its tiny-model time includes "
+                "upsampling whatever passes.\n"
+            ),
+            lambda: image_models.table(),
+        ),
+        Section(
+            "train_data",
+            (
+                "## Training data throughput (spec §7 augmentation, 384×384)\n\nSamples/s of "
+                "`deva.train.data` datasets decoded and augmented in one process, one thread "
+                "(each DataLoader worker adds about this much).\n"
+            ),
+            lambda: train_data_speed.table(train_data_speed.measure()),
+        ),
+        Section(
+            "train_speed",
+            (
+                "## Training speed (`deva train`, CPU)\n\nThe real training loop (unroll, losses, "
+                "backward, clipping, AdamW) on synthetic in-memory clips; data loading excluded "
+                "(see above). The official-size network is timed over 3 iterations only (seconds "
+                "each on CPU); real training needs a GPU.\n"
+            ),
+            lambda: train_speed.table(train_speed.measure()),
+        ),
+        Section(
+            "saliency",
+            (
+                "## Unsupervised DAVIS-16 from saliency maps (`deva run-task davis16-saliency`)\n"
+                "\nSoft saliency-like maps made from the ground truth by "
+                "`bench/unsup_saliency.py` (seed 0: boundary noise, false blobs, blur, pixel "
+                "noise, 10 % of frames empty). Associated consensus over 10 sampled frames "
+                "aligned by the flow propagator, then the soft consensus propagated backward and "
+                "forward with `FlowPropagator()`; against thresholding each frame's own map at "
+                "0.5. DAVIS-16 union protocol, all six clips.\n"
+            ),
+            lambda: unsup_saliency.table(unsup_saliency.measure()),
+        ),
+        Section(
+            "eval_speed",
+            (
+                "## Benchmark evaluators: `deva eval vipseg` / `deva eval burst` speed\n\n"
+                "Fixtures in the official layouts built from the six DAVIS clips at 854×480 by "
+                "`bench/eval_speed.py` (VIPSeg: one thing + two stuff regions, every frame; "
+                "BURST: one track, every 3rd frame annotated); the prediction shifts the object 3 "
+                "px and switches its id halfway. Reading the PNG / JSON files included; one "
+                "process.\n"
+            ),
+            lambda: eval_speed.table(eval_speed.measure()),
+        ),
+        Section(
+            "memory",
+            (
+                "## Memory on long streams (rendered 854×480 demo stream, all outputs written)\n\n"
+                "Each row is a fresh process. Detections: the stream's true objects under ids "
+                "shuffled every frame (objects enter and leave every 120 frames, so objects are "
+                "created and deleted all along). Flow runs at full 854×480. The network runs at a "
+                "160-pixel working size, since on CPU its top-k readout over a full-size memory "
+                "costs ~0.5 s per frame and bucket: `network` is the official architecture "
+                "(random weights), `network-tiny` the test architecture (same memory policy, so "
+                "the same token counts). Overlay video and masks written.\n"
+            ),
+            lambda: memory_section(lengths, network_lengths),
+        ),
+        Section(
+            "resume",
+            (
+                "## Kill and resume (`deva track --checkpoint-every 50`, SIGKILL at random "
+                "moments)\n\nDefault segmenter and propagator on the 854×480 stream encoded as "
+                "MP4; each attempt is `deva track ... --resume`, killed after a random time; a "
+                "last attempt runs to the end. Masks, annotations.json and overlay.mp4 compared "
+                "byte for byte with an uninterrupted run.\n"
+            ),
+            lambda: resume_section(resume_frames, kills),
+        ),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer sequences and frames")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated section keys to measure again; the others come from "
+        "bench/results/ (their last measurement, dated)",
+    )
     args = parser.parse_args()
-    sequences = tracking.SEQUENCES[:2] if args.quick else tracking.SEQUENCES
-    lengths = (100, 300) if args.quick else (100, 1000, 10000)
-    network_lengths = (100, 300) if args.quick else (100, 2000)
-    resume_frames, kills = (300, 3) if args.quick else (1000, 20)
-
-    sections = [
+    chosen = sections(args.quick)
+    keys = {section.key for section in chosen}
+    only = {k for k in args.only.split(",") if k}
+    if only - keys:
+        parser.error(f"unknown section(s) {sorted(only - keys)}; known: {sorted(keys)}")
+    RESULTS.mkdir(exist_ok=True)
+    parts = [
         "# Benchmarks\n",
         "Written by `make bench` (`python -m bench.run`); every number below comes from that "
-        "run. Speeds are CPU, 2 threads unless said.\n",
-        f"Machine: {machine()}.\n",
-        "## Flow propagator speed (854×480, DAVIS `bmx-trees`)\n",
-        "`FlowPropagator()` defaults; per frame: DIS flow both ways, backward warping of every "
-        "object's mask, forward-backward occlusion check. Raw DIS measured in the same run.\n",
-        flow_section(),
-        "\n## End-to-end `deva track` (854×480, 80 frames, decode + track + write)\n",
-        cli_section(),
-        "\n## Many videos: `deva batch` throughput (6 DAVIS clips × 30 frames, 854×480)\n",
-        "`run_batch` over a folder of six MP4s (decode, default motion segmenter + flow "
-        "propagator, masks and annotations written, no overlay video). 1 worker: in-process, "
-        "the bench's threads; 2 workers: a local Ray instance, one task per video with one "
-        "thread each, its start-up (a few seconds) included.\n",
-        batch_speed.table(batch_speed.measure()),
-        "\n## Noisy detections: tracking-by-detection vs online vs semi-online (DAVIS-16)\n",
-        "Detections made from the ground truth by `deva.eval.noise` (defaults: 7 % misses, "
-        "5 % splits, 1 transient false positive per frame, ±2 px boundary noise, ids shuffled "
-        "every frame, seed 0), read from PNG + JSON files in the official DEVA layout. J&F with "
-        "the DAVIS definition; each ground-truth object is matched to the single best predicted "
-        "id (DAVIS-2017 unsupervised protocol), so every id change costs. id switches: changes "
-        "of the id covering most of the object, summed over sequences (per sequence in "
-        "brackets). frames/s: tracking only, no writing. Propagator: `FlowPropagator()`.\n",
-        tracking.table(tracking.noisy_detection_rows(sequences)),
-        "\n### Where the consensus helps most (mean J&F over the same clips)\n",
-        "One noise parameter varied at a time, the others at their defaults.\n",
-        tracking.noise_sweep(sequences),
-        "\n## In-clip consensus time\n",
-        "Matching + exact integer program (HiGHS) + painting for one clip of 3 frames whose "
-        "segments are jittered grid cells (10 % dropped per frame); alignment through the "
-        "propagator is not included (it costs one propagation per non-key frame).\n",
-        consensus_section(),
-        "\n## Weight-free default, unsupervised (DAVIS-16)\n",
-        "`deva track` defaults: `MotionSegmenter` + `FlowPropagator`, semi-online (clip 3 every "
-        "5). *union*: all objects form the foreground (DAVIS-16 protocol); *best id*: "
-        "DAVIS-2017 unsupervised matching. The motion segmenter alone, run on every frame, is "
-        "shown for reference.\n",
-        tracking.table(tracking.motion_rows(sequences)),
-        "\n## Semi-supervised VOS with the flow propagator (DAVIS-16, for reference)\n",
-        "`deva track FRAMES --init-masks FIRST_FRAME_GT` with no image segmenter: the first "
-        "frame's mask propagated by optical flow alone; DAVIS protocol (first and last frames "
-        "not scored).\n",
-        tracking.table(tracking.vos_rows(sequences)),
-        "\n## DEVA network propagator speed (CPU, 480×854, official architecture)\n",
-        "`NetworkPropagator` with the official layer sizes and random weights (speed does not "
-        "depend on the values), 6 propagated frames of `bmx-trees` after one memorized frame; "
-        "seconds per frame per stage (mask encoding = memory writes, averaged over all frames). "
-        "Reference, original code on this machine kind (REFERENCE-FIGURES.md): 1.65 s/frame for "
-        "1 object. Outputs have not been compared with the original's (no official weights "
-        "here), so this is a speed figure only.\n",
-        network_speed.table(network_speed.measure_network_speed()),
-        "\n## Learned image models (transformers, CPU)\n",
-        "`bench/image_models.py`. Tiny models: the random test models of "
-        "`deva.segmenters.tiny_models` (speed of the plumbing, not of real checkpoints). SAM "
-        "ViT-B: `SamConfig()` defaults = the real ViT-B size, random weights (speed does not "
-        "depend on the values). Auto mode filters most random candidates only by chance, so its "
-        "tiny-model time includes upsampling whatever passes.\n",
-        image_models.table(),
-        "\n## Training data throughput (spec §7 augmentation, 384×384)\n",
-        "Samples/s of `deva.train.data` datasets decoded and augmented in one process, one "
-        "thread (each DataLoader worker adds about this much).\n",
-        train_data_speed.table(train_data_speed.measure()),
-        "\n## Training speed (`deva train`, CPU)\n",
-        "The real training loop (unroll, losses, backward, clipping, AdamW) on synthetic "
-        "in-memory clips; data loading excluded (see above). The official-size network is "
-        "timed over 3 iterations only (seconds each on CPU); real training needs a GPU.\n",
-        train_speed.table(train_speed.measure()),
-        "\n## Unsupervised DAVIS-16 from saliency maps (`deva run-task davis16-saliency`)\n",
-        "Soft saliency-like maps made from the ground truth by `bench/unsup_saliency.py` (seed "
-        "0: boundary noise, false blobs, blur, pixel noise, 10 % of frames empty). Associated "
-        "consensus over 10 sampled frames aligned by the flow propagator, then the soft "
-        "consensus propagated backward and forward with `FlowPropagator()`; against "
-        "thresholding each frame's own map at 0.5. DAVIS-16 union protocol, all six clips.\n",
-        unsup_saliency.table(unsup_saliency.measure()),
-        "\n## Benchmark evaluators: `deva eval vipseg` / `deva eval burst` speed\n",
-        "Fixtures in the official layouts built from the six DAVIS clips at 854×480 by "
-        "`bench/eval_speed.py` (VIPSeg: one thing + two stuff regions, every frame; BURST: one "
-        "track, every 3rd frame annotated); the prediction shifts the object 3 px and switches "
-        "its id halfway. Reading the PNG / JSON files included; one process.\n",
-        eval_speed.table(eval_speed.measure()),
-        "\n## Memory on long streams (rendered 854×480 demo stream, all outputs written)\n",
-        "Each row is a fresh process. Detections: the stream's true objects under ids shuffled "
-        "every frame (objects enter and leave every 120 frames, so objects are created and "
-        "deleted all along). Flow runs at full 854×480. The network runs at a 160-pixel working "
-        "size, since on CPU its top-k readout over a full-size memory costs ~0.5 s per frame "
-        "and bucket: `network` is the official architecture (random weights), `network-tiny` "
-        "the test architecture (same memory policy, so the same token counts). Overlay video "
-        "and masks written.\n",
-        memory_section(lengths, network_lengths),
-        "\n## Kill and resume (`deva track --checkpoint-every 50`, SIGKILL at random moments)\n",
-        "Default segmenter and propagator on the 854×480 stream encoded as MP4; each attempt "
-        "is `deva track ... --resume`, killed after a random time; a last attempt runs to the "
-        "end. Masks, annotations.json and overlay.mp4 compared byte for byte with an "
-        "uninterrupted run.\n",
-        resume_section(resume_frames, kills),
-        "",
+        "script. `python -m bench.run --only KEY,...` re-measures some sections and keeps the "
+        "others from `bench/results/`; each section says when and where it was measured. "
+        "Speeds are CPU, 2 threads unless said.\n",
     ]
-    text = "\n".join(sections)
+    for section in chosen:
+        cached = RESULTS / f"{section.key}.md"
+        if not only or section.key in only:
+            print(f"measuring {section.key} ...", file=sys.stderr, flush=True)
+            measured = f"{section.measure()}\n\n*Measured: {machine()}.*\n"
+            cached.write_text(measured)
+        parts.append(section.text)
+        if cached.is_file():
+            parts.append(cached.read_text())
+        else:
+            parts.append(f"*Not measured yet: `python -m bench.run --only {section.key}`.*\n")
+    text = "\n".join(parts)
     (ROOT / "BENCHMARKS.md").write_text(text)
     print(text)
 

@@ -83,7 +83,7 @@ def track(
         SegmenterName | None,
         typer.Option(
             help="Image segmenter. Default: precomputed if --detections is given, else motion "
-            "(weight-free moving-object segmentation). Learned (deva[models]): auto (SAM "
+            "(weight-free moving-object segmentation). Learned (models extra): auto (SAM "
             "everything, prompted where nothing is tracked), text (--prompt: Grounding DINO + "
             "SAM), panoptic (Mask2Former / OneFormer / EoMT)."
         ),
@@ -147,7 +147,7 @@ def track(
         PropagatorName,
         typer.Option(
             help="Temporal propagator: flow (no weights), network (DEVA network) or sam2 "
-            "(SAM 2 video model, deva[models])."
+            "(SAM 2 video model; needs the models extra)."
         ),
     ] = PropagatorName.flow,
     checkpoint: Annotated[

@@ -81,6 +81,17 @@ def test_automatic_masks_pass_the_filters_and_do_not_overlap(models, clip):
     assert strict.segment(frame(clip), frame_index=0).segments == ()
 
 
+def test_sam_hq_runs_the_same_path(clip, tmp_path):
+    folder = tiny_models.tiny_sam(tmp_path / "hq", hq=True)
+    loaded = hf.load_model(folder, accepted=hf.SAM_TYPES, role="t", device=CPU)
+    assert loaded.model_type == "sam_hq"
+    result = AutomaticSegmenter(SamPrompter(loaded), AutoSettings(points_per_side=4)).segment(
+        frame(clip), frame_index=0
+    )
+    check(result)
+    assert result.segments
+
+
 def test_prompts_only_where_nothing_is_tracked(models, clip):
     segmenter = AutomaticSegmenter(sam(models), AutoSettings(points_per_side=8))
     image = frame(clip)

@@ -58,11 +58,10 @@ class AutomaticSegmenter:
     ones on tracked objects), for benchmarks and logs.
     """
 
-    category_names: dict[int, str] = {}
-
     def __init__(self, prompter: SamPrompter, settings: AutoSettings | None = None) -> None:
         self.prompter = prompter
         self.settings = settings or AutoSettings()
+        self.category_names: dict[int, str] = {}  # no categories in this mode
         self.last_num_points = 0
 
     def segment(
