@@ -26,6 +26,7 @@ from bench import (
     batch_speed,
     consensus_speed,
     eval_speed,
+    finetune,
     image_models,
     memory,
     network_speed,
@@ -295,6 +296,20 @@ def sections(quick: bool) -> list[Section]:
                 "each on CPU); real training needs a GPU.\n"
             ),
             lambda: train_speed.table(train_speed.measure()),
+        ),
+        Section(
+            "finetune",
+            (
+                "## CPU-scale fine-tune: semi-supervised VOS before / after "
+                "(`bench/finetune.py`)\n\n"
+                "`deva train` (stage 0 on every 5th frame of 4 DAVIS-16 clips as static images, "
+                "then stage 3 on those videos) on this CPU, minutes not days; scored with "
+                "`deva track --init-masks` (first-frame ground truth, DAVIS protocol) on the 2 "
+                "held-out clips and the 4 training clips. It shows that training learns on real "
+                "video at CPU scale; it is not the paper's training and says nothing about the "
+                "official weights.\n"
+            ),
+            lambda: finetune.finetune_section(),
         ),
         Section(
             "saliency",

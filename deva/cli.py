@@ -91,7 +91,7 @@ def track(
     model: Annotated[
         str | None,
         typer.Option(
-            help="Image model for auto/text (a SAM) or panoptic: Hugging Face hub id or local "
+            help="Image model for auto/text (SAM, SAM-HQ or SAM 2) or panoptic: hub id or local "
             "folder. Default: facebook/sam-vit-huge, facebook/mask2former-swin-large-coco-panoptic."
         ),
     ] = None,

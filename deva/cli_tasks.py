@@ -280,6 +280,21 @@ def ref_youtube(
     output: Output,
     masks: SoftMasks,
     n_frames: NumFrames = 10,
+    videos: Annotated[
+        Path | None,
+        typer.Option(
+            help="Only the videos listed in this text file, one id per line (e.g. the "
+            "202-video Ref-YouTube-VOS validation subset). Default: every video in MASKS."
+        ),
+    ] = None,
+    zip_output: Annotated[
+        bool,
+        typer.Option(
+            "--zip/--no-zip",
+            help="Also write OUT/submission.zip (Annotations/<video>/<expression>/*.png) for "
+            "the evaluation server.",
+        ),
+    ] = True,
     propagator: PropagatorOpt = _Propagator.flow,
     checkpoint: Checkpoint = None,
     device: DeviceOpt = _Device.auto,
@@ -288,8 +303,8 @@ def ref_youtube(
 ) -> None:
     """Referring YouTube-VOS from soft masks MASKS/<video>/<expression>/<frame>.png (+ optional
     scores.csv), each expression on its own. Writes OUT/Annotations/<video>/<expression>/
-    <frame>.png (0/255)."""
-    from deva.tasks.referring import run_ref_youtube
+    <frame>.png (0/255) and, zipped, OUT/submission.zip."""
+    from deva.tasks.referring import read_video_list, run_ref_youtube
 
     _run(
         verbose,
@@ -301,6 +316,8 @@ def ref_youtube(
             num_samples=n_frames,
             size=size,
             progress=progress,
+            videos=read_video_list(videos) if videos is not None else None,
+            zip_output=zip_output,
         ),
         output,
     )

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from deva.cli import app
 from deva.config import TrackerConfig
 from deva.errors import DevaError
+from deva.io.masks import read_id_png
 from deva.propagation.flow import FlowPropagator
 from deva.segmenters import hf, tiny_models
 from deva.segmenters.base import ImageSegmenter
@@ -198,14 +199,21 @@ def test_cli_text_names_categories(models, clip, tmp_path):
     assert (out / "overlay.mp4").stat().st_size > 0
 
 
-def test_cli_panoptic_writes_outputs(models, clip, tmp_path):
+def test_cli_panoptic_writes_segments_and_categories(models, clip, tmp_path):
     out = tmp_path / "panoptic"
     result = run_cli(
         clip, "-o", out, "--segmenter", "panoptic", "--model", models["mask2former"],
         "--size", 120, "--no-video",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert len(annotations(out)) == 4
+    frames = annotations(out)
+    assert len(frames) == 4
+    objects = [o for f in frames for o in f["objects"]]
+    assert objects  # default overlap check: the saturated tiny model keeps a segment
+    labels = tiny_models.PANOPTIC_LABELS
+    assert all(o["category"] == labels[o["category_id"]] for o in objects)
+    mask = read_id_png(out / "masks" / "00000.png")
+    assert {o["id"] for o in frames[0]["objects"]} == set(np.unique(mask).tolist()) - {0}
 
 
 def test_mode_defaults_apply_unless_set(monkeypatch, clip, tmp_path):

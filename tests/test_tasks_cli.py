@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import zipfile
 from pathlib import Path
 
 import cv2
@@ -265,6 +266,41 @@ def test_ref_youtube_layout_per_expression(davis_root, tmp_path):
         assert Image.open(files[3]).mode == "L" and set(np.unique(values)) <= {0, 255}
     expression0 = np.asarray(Image.open(out / "Annotations" / "dog" / "0" / "00005.png"))
     assert region_similarity(expression0 == 255, gts[5]) > 0.6
+    # the submission zip holds exactly the written masks under Annotations/<vid>/<expr>/
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
+    with zipfile.ZipFile(out / "submission.zip") as archive:
+        assert sorted(archive.namelist()) == written and len(written) == 20
+        assert (
+            archive.read("Annotations/dog/0/00005.png")
+            == (out / "Annotations" / "dog" / "0" / "00005.png").read_bytes()
+        )
+    assert not list(out.glob(".*partial"))
+
+
+def test_ref_youtube_video_list_and_no_zip(davis_root, tmp_path):
+    images, masks, out = tmp_path / "images", tmp_path / "masks", tmp_path / "out"
+    for video in ("camel", "dog"):
+        gts = copy_frames(davis_root, video, 3, images / video)
+        (masks / video / "expr").mkdir(parents=True)
+        for index, gt in enumerate(gts):
+            soft = np.where(gt, 230, 10).astype(np.uint8)
+            Image.fromarray(soft).save(masks / video / "expr" / f"{index:05d}.png")
+    listed = tmp_path / "valid.txt"
+    listed.write_text("# the subset\ndog\n\n")
+    args = [images, "-o", out, "--masks", masks, "--n-frames", 2, "--videos", listed]
+    result = run("ref-youtube", *args, "--no-zip")
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in (out / "Annotations").iterdir()] == ["dog"]
+    assert len(list((out / "Annotations" / "dog" / "expr").glob("*.png"))) == 3
+    assert not (out / "submission.zip").exists()
+
+    listed.write_text("dog\nnot-a-video\n")
+    result = run("ref-youtube", *args)
+    assert result.exit_code == 2
+    assert "not-a-video" in result.output.replace("\n", "") and "Traceback" not in result.output
+    listed.write_text("\n# nothing\n")
+    result = run("ref-youtube", *args)
+    assert result.exit_code == 2 and "valid.txt" in result.output.replace("\n", "")
 
 
 def test_ref_malformed_scores_name_file_and_line(davis_root, tmp_path):

@@ -6,8 +6,8 @@ SAM 2 memory bank holds the latest merged frame plus the frames propagated since
 every few frames, so this stays short). ``align`` runs the same on a throw-away session.
 Per-object mask logits become probabilities by DEVA's soft aggregation (spec §1.7).
 
-Frames are fed without the transformers processors (they need torchvision): resized to the
-model's square input, ImageNet-normalised, as SAM 2's own processor does.
+Frames are fed without the transformers processors (they need torchvision): see
+``sam_prompt.sam2_pixels``.
 """
 
 from __future__ import annotations
@@ -22,9 +22,7 @@ import torch.nn.functional as F
 from deva.propagation.base import check_image
 from deva.propagation.network.aggregate import masks_to_probabilities
 from deva.segmenters.hf import LoadedModel
-
-MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
-STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+from deva.segmenters.sam_prompt import sam2_pixels
 
 
 class Sam2Propagator:
@@ -109,13 +107,7 @@ class Sam2Propagator:
 
     def _pixels(self, image: np.ndarray) -> torch.Tensor:
         """(3, S, S) normalised model input."""
-        tensor = torch.tensor(image).permute(2, 0, 1).float() / 255.0
-        size = (self.image_size, self.image_size)
-        resized = F.interpolate(
-            tensor[None], size, mode="bilinear", align_corners=False, antialias=True
-        )[0]
-        normalised = (resized - MEAN) / STD
-        return normalised.to(self.loaded.device, self.loaded.dtype)
+        return sam2_pixels(image, self.image_size).to(self.loaded.device, self.loaded.dtype)
 
     def _probabilities(
         self, logits: torch.Tensor, ids: list[int], shape: tuple[int, ...]

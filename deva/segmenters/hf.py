@@ -33,6 +33,8 @@ PANOPTIC_TYPES = {
     "maskformer": "MaskFormerForInstanceSegmentation",
 }
 VIDEO_TYPES = {"sam2_video": "Sam2VideoModel"}
+SELF_FED = {"sam2", "sam2_video"}
+"""Model types deva prepares inputs for itself (their processors need torchvision)."""
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,8 @@ def load_model(
 
     accepted: model_type -> transformers class name this role can use; any other type is one
     clear error naming what the folder holds. role: words for messages ("--model (SAM)").
-    with_processor: also load its processor (AutoProcessor) from the same place.
+    with_processor: also load its processor (AutoProcessor) from the same place, except for
+    the ``SELF_FED`` types (their processor is None).
     Offline (HF_HUB_OFFLINE=1 or no network) a hub id must be in the local cache.
     """
     transformers = require_transformers()
@@ -92,7 +95,7 @@ def load_model(
     dtype = model_dtype(device, half)
     model = _load(lambda: model_class.from_pretrained(name, dtype=dtype, **local), name, role)
     processor = None
-    if with_processor:
+    if with_processor and model_type not in SELF_FED:
         processor = _load(
             lambda: transformers.AutoProcessor.from_pretrained(name, **local), name, role
         )

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from deva.segmenters.hf import LoadedModel
 from deva.types import Segmentation, SegmentInfo
@@ -55,29 +56,34 @@ class PanopticSegmenter:
             setattr(outputs, name, getattr(outputs, name).float())
         post = getattr(loaded.processor, "image_processor", loaded.processor)
         stuff = set(self.category_names) - self.thing_ids if self.thing_ids else set()
-        kwargs = {"label_ids_to_fuse": stuff}
+        kwargs: dict = {"label_ids_to_fuse": stuff, "target_sizes": [(height, width)]}
         if loaded.model_type == "eomt":
-            kwargs = {"stuff_classes": sorted(stuff)}
+            kwargs = {"stuff_classes": sorted(stuff), "target_sizes": [(height, width)]}
+        if loaded.model_type == "oneformer":
+            # its PIL post-processing resizes with torchvision: hand it frame-sized logits
+            outputs.masks_queries_logits = F.interpolate(
+                outputs.masks_queries_logits, (height, width), mode="bilinear", align_corners=False
+            )
+            kwargs["target_sizes"] = None
         result = post.post_process_panoptic_segmentation(
             outputs,
             threshold=settings.threshold,
             mask_threshold=settings.mask_threshold,
             overlap_mask_area_threshold=settings.overlap_threshold,
-            target_sizes=[(height, width)],
             **kwargs,
         )[0]
         return self._to_segmentation(result, height, width)
 
     def _to_segmentation(self, result: dict, height: int, width: int) -> Segmentation:
         segmentation = result.get("segmentation")
-        if segmentation is None:
+        if segmentation is None or not result["segments_info"]:
             return Segmentation.empty(height, width)
         raw = segmentation.cpu().numpy().astype(np.int64)
         present = set(np.unique(raw).tolist())
         ids = np.zeros((height, width), np.int32)
         infos: list[SegmentInfo] = []
         for info in result["segments_info"]:
-            if info["id"] not in present or info["id"] <= 0:
+            if info["id"] not in present:  # EoMT numbers segments from 0 (background -1)
                 continue
             present.discard(info["id"])  # fused stuff may list one segment id twice
             new_id = len(infos) + 1

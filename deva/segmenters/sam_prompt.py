@@ -1,6 +1,10 @@
 """SAM-family prompting (SAM, SAM-HQ, SAM 2 image models from transformers): embed a frame once,
 then ask for masks from point or box prompts in batches. Shared by the automatic and the
-text-prompted segmenters."""
+text-prompted segmenters.
+
+SAM 2 frames are fed without its transformers processor (it needs torchvision): ``sam2_pixels``
+resizes to the model's square input and ImageNet-normalises, as that processor does.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,18 @@ import torch
 import torch.nn.functional as F
 
 from deva.segmenters.hf import LoadedModel
+
+MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
+STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+
+
+def sam2_pixels(image: np.ndarray, size: int) -> torch.Tensor:
+    """(H, W, 3) uint8 RGB -> (3, size, size) float32 SAM 2 input (aspect ratio not kept)."""
+    tensor = torch.tensor(image).permute(2, 0, 1).float() / 255.0
+    resized = F.interpolate(
+        tensor[None], (size, size), mode="bilinear", align_corners=False, antialias=True
+    )[0]
+    return (resized - MEAN) / STD
 
 
 @dataclass(frozen=True)
@@ -45,7 +61,11 @@ class SamPrompter:
     @torch.inference_mode()
     def embed(self, image: np.ndarray) -> Embedded:
         """image: (H, W, 3) uint8 RGB."""
-        inputs = self.processor(images=image, return_tensors="pt")
+        if self.loaded.model_type == "sam2":
+            size = int(self.model.config.prompt_encoder_config.image_size)
+            inputs = {"pixel_values": sam2_pixels(image, size)[None]}
+        else:
+            inputs = self.processor(images=image, return_tensors="pt")
         pixels = inputs["pixel_values"].to(self.loaded.device, self.loaded.dtype)
         height, width = image.shape[:2]
         padded = (int(pixels.shape[-2]), int(pixels.shape[-1]))

@@ -7,6 +7,7 @@ Each builder returns the folder. The processors use the PIL backends (no torchvi
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -124,6 +125,43 @@ def tiny_grounding_dino(folder: str | Path, *, seed: int = 0) -> Path:
     return _save(folder, model, processor)
 
 
+def tiny_owlv2(folder: str | Path, *, seed: int = 0) -> Path:
+    """OWLv2 with 1-layer 32-wide text and vision towers on 64-pixel inputs (4x4 patches, so
+    16 boxes) and a character-level CLIP tokenizer."""
+    transformers = require_transformers()
+    from transformers.models.owlv2.image_processing_pil_owlv2 import Owlv2ImageProcessorPil
+
+    tokenizer = _clip_tokenizer()
+    tower = {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+    }
+    config = transformers.Owlv2Config(
+        text_config={
+            **tower,
+            "vocab_size": len(tokenizer),
+            "max_position_embeddings": 16,
+            "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+            "pad_token_id": tokenizer.pad_token_id,
+        },
+        vision_config={**tower, "image_size": 64, "patch_size": 16},
+        projection_dim=32,
+    )
+    torch.manual_seed(seed)
+    model = transformers.Owlv2ForObjectDetection(config).eval()
+    with torch.no_grad():  # boxes near each patch's prior box, not random degenerate ones
+        model.box_head.dense2.weight.mul_(1e-3)
+        model.box_head.dense2.bias.zero_()
+    processor = transformers.Owlv2Processor(
+        image_processor=Owlv2ImageProcessorPil(size={"height": 64, "width": 64}),
+        tokenizer=tokenizer,
+    )
+    return _save(folder, model, processor)
+
+
 def tiny_mask2former(folder: str | Path, *, seed: int = 0) -> Path:
     """Mask2Former with a tiny Swin backbone and 6 COCO-like labels (ids 0-2 things)."""
     transformers = require_transformers()
@@ -131,17 +169,8 @@ def tiny_mask2former(folder: str | Path, *, seed: int = 0) -> Path:
         Mask2FormerImageProcessorPil,
     )
 
-    labels = ["person", "dog", "car", "sky", "grass", "road"]
     config = transformers.Mask2FormerConfig(
-        backbone_config=transformers.SwinConfig(
-            image_size=64,
-            patch_size=4,
-            embed_dim=16,
-            depths=[1, 1, 1, 1],
-            num_heads=[1, 1, 1, 1],
-            window_size=4,
-            out_features=["stage1", "stage2", "stage3", "stage4"],
-        ),
+        backbone_config=_tiny_swin(transformers, ["stage1", "stage2", "stage3", "stage4"]),
         feature_size=32,
         mask_feature_size=32,
         hidden_dim=32,
@@ -151,20 +180,129 @@ def tiny_mask2former(folder: str | Path, *, seed: int = 0) -> Path:
         decoder_layers=2,
         num_attention_heads=2,
         num_queries=10,
-        id2label=dict(enumerate(labels)),
-        label2id={label: index for index, label in enumerate(labels)},
+        **_labels(),
     )
-    config.thing_ids = [0, 1, 2]
+    config.thing_ids = list(PANOPTIC_THINGS)
     torch.manual_seed(seed)
     model = transformers.Mask2FormerForUniversalSegmentation(config).eval()
-    with torch.no_grad():  # random queries would mostly vote "no object": make them visible
-        model.class_predictor.weight.mul_(50.0)  # and confident, as a trained model would be
-        model.class_predictor.bias[-1] = -10.0
-        for name, parameter in model.named_parameters():
-            if "mask_embedder.2." in name:  # decisive masks, so segments survive the overlap check
-                parameter.mul_(50.0)
+    _decisive_panoptic(model, model.class_predictor, "mask_embedder.2.", 1000.0)
     processor = Mask2FormerImageProcessorPil(size={"shortest_edge": 96, "longest_edge": 160})
     return _save(folder, model, processor)
+
+
+def tiny_oneformer(folder: str | Path, *, seed: int = 0) -> Path:
+    """OneFormer with a tiny Swin backbone, 6 labels (ids 0-2 things, given to the processor as
+    its class-info file, as the released models do) and a character-level CLIP tokenizer for
+    the task prompt ("the task is panoptic")."""
+    transformers = require_transformers()
+    from transformers.models.oneformer.image_processing_pil_oneformer import (
+        OneFormerImageProcessorPil,
+    )
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    class_info = {
+        str(index): {"name": name, "isthing": int(index in PANOPTIC_THINGS)}
+        for index, name in enumerate(PANOPTIC_LABELS)
+    }
+    (folder / "class_info.json").write_text(json.dumps(class_info), encoding="utf-8")
+    tokenizer = _clip_tokenizer()
+    config = transformers.OneFormerConfig(
+        backbone_config=_tiny_swin(transformers, ["stage1", "stage2", "stage3", "stage4"]),
+        num_queries=10,
+        conv_dim=32,
+        mask_dim=32,
+        hidden_dim=32,
+        encoder_feedforward_dim=32,
+        dim_feedforward=32,
+        encoder_layers=1,
+        decoder_layers=2,
+        query_dec_layers=1,
+        num_attention_heads=2,
+        text_encoder_width=32,
+        text_encoder_num_layers=1,
+        text_encoder_vocab_size=len(tokenizer),
+        **_labels(),
+    )
+    torch.manual_seed(seed)
+    model = transformers.OneFormerForUniversalSegmentation(config).eval()
+    decoder = model.model.transformer_module.decoder
+    _decisive_panoptic(model, decoder.class_embed, "decoder.mask_embed.layers.2.", 1000.0)
+    image_processor = OneFormerImageProcessorPil(
+        size={"shortest_edge": 96, "longest_edge": 160},
+        repo_path=str(folder),
+        class_info_file="class_info.json",
+    )
+    processor = transformers.OneFormerProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        max_seq_length=config.text_encoder_context_length,
+        task_seq_length=config.task_seq_len,
+    )
+    return _save(folder, model, processor)
+
+
+def tiny_eomt(folder: str | Path, *, seed: int = 0) -> Path:
+    """EoMT: a 2-layer 32-wide ViT on 64-pixel padded inputs, 6 labels (ids 0-2 things)."""
+    transformers = require_transformers()
+    from transformers.models.eomt.image_processing_pil_eomt import EomtImageProcessorPil
+
+    config = transformers.EomtConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=64,
+        patch_size=8,
+        num_blocks=1,
+        num_queries=10,
+        num_register_tokens=1,
+        **_labels(),
+    )
+    config.thing_ids = list(PANOPTIC_THINGS)
+    torch.manual_seed(seed)
+    model = transformers.EomtForUniversalSegmentation(config).eval()
+    _decisive_panoptic(model, model.class_predictor, "mask_head.fc3.", 1000.0)
+    processor = EomtImageProcessorPil(size={"shortest_edge": 64, "longest_edge": 64}, do_pad=True)
+    return _save(folder, model, processor)
+
+
+PANOPTIC_LABELS = ("person", "dog", "car", "sky", "grass", "road")
+PANOPTIC_THINGS = (0, 1, 2)
+"""The tiny panoptic models' labels and which of them are things."""
+
+
+def _labels() -> dict[str, dict]:
+    return {
+        "id2label": dict(enumerate(PANOPTIC_LABELS)),
+        "label2id": {label: index for index, label in enumerate(PANOPTIC_LABELS)},
+    }
+
+
+def _tiny_swin(transformers: object, out_features: list[str]) -> object:
+    return transformers.SwinConfig(  # type: ignore[attr-defined]
+        image_size=64,
+        patch_size=4,
+        embed_dim=16,
+        depths=[1, 1, 1, 1],
+        num_heads=[1, 1, 1, 1],
+        window_size=4,
+        out_features=out_features,
+    )
+
+
+def _decisive_panoptic(
+    model: torch.nn.Module, classifier: torch.nn.Linear, mask_head: str, factor: float
+) -> None:
+    """Confident classes and saturated masks, as a trained model gives: random queries would
+    mostly vote "no object" and their soft masks all overlap, so the post-processing's overlap
+    check (a segment keeps 80 % of its mask) would drop every one. With saturated masks the
+    best-scoring query wins every pixel of its mask, so at least that segment survives."""
+    with torch.no_grad():
+        classifier.weight.mul_(50.0)
+        classifier.bias[-1] = -10.0
+        for name, parameter in model.named_parameters():
+            if mask_head in name:
+                parameter.mul_(factor)
 
 
 def tiny_sam2_video(folder: str | Path, *, image_size: int = 256, seed: int = 0) -> Path:
@@ -180,23 +318,8 @@ def tiny_sam2_video(folder: str | Path, *, image_size: int = 256, seed: int = 0)
     )
 
     s = image_size
-    backbone = transformers.Sam2HieraDetConfig(
-        hidden_size=8,
-        image_size=[s, s],
-        blocks_per_stage=[1, 1, 2, 1],
-        embed_dim_per_stage=[8, 16, 32, 64],
-        num_attention_heads_per_stage=[1, 1, 1, 1],
-        window_size_per_stage=[8, 4, 14, 7],
-        global_attention_blocks=[3],
-    )
-    vision = transformers.Sam2VisionConfig(
-        backbone_config=backbone,
-        backbone_channel_list=[64, 32, 16, 8],
-        backbone_feature_sizes=[[s // 4, s // 4], [s // 8, s // 8], [s // 16, s // 16]],
-        fpn_hidden_size=128,
-    )
     config = transformers.Sam2VideoConfig(
-        vision_config=vision,
+        vision_config=_sam2_vision(transformers, s, 128),
         prompt_encoder_config=Sam2VideoPromptEncoderConfig(
             hidden_size=128, image_size=s, mask_input_channels=4
         ),
@@ -216,6 +339,56 @@ def tiny_sam2_video(folder: str | Path, *, image_size: int = 256, seed: int = 0)
     torch.manual_seed(seed)
     model = transformers.Sam2VideoModel(config).eval()
     return _save(folder, model, None)
+
+
+def _clip_tokenizer() -> object:
+    """A CLIP tokenizer whose vocabulary is the single letters (no merges): any lower-case text
+    tokenises without unknowns. Special tokens last, as in CLIP (OWL treats id 0 as padding)."""
+    transformers = require_transformers()
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    tokens = [*letters, *(c + "</w>" for c in letters), ".", ".</w>"]
+    tokens += ["<|startoftext|>", "<|endoftext|>"]
+    return transformers.CLIPTokenizer(vocab={t: i for i, t in enumerate(tokens)}, merges=[])
+
+
+def tiny_sam2(folder: str | Path, *, image_size: int = 256, seed: int = 0) -> Path:
+    """SAM 2 image model (tiny Hiera, 32-wide heads) working at ``image_size`` pixels, for the
+    automatic and text modes. No processor is saved (see ``tiny_sam2_video``)."""
+    transformers = require_transformers()
+    s = image_size
+    config = transformers.Sam2Config(
+        vision_config=_sam2_vision(transformers, s, 32),
+        prompt_encoder_config=transformers.Sam2PromptEncoderConfig(
+            hidden_size=32, image_size=s, mask_input_channels=4
+        ),
+        mask_decoder_config=transformers.Sam2MaskDecoderConfig(
+            hidden_size=32, mlp_dim=32, num_attention_heads=2, iou_head_hidden_dim=16
+        ),
+    )
+    torch.manual_seed(seed)
+    model = transformers.Sam2Model(config).eval()
+    _decisive_sam(model)
+    return _save(folder, model, None)
+
+
+def _sam2_vision(transformers: object, size: int, width: int) -> object:
+    """A tiny Hiera backbone (4 stages, 8-64 channels) with a ``width``-channel FPN."""
+    s = size
+    backbone = transformers.Sam2HieraDetConfig(  # type: ignore[attr-defined]
+        hidden_size=8,
+        image_size=[s, s],
+        blocks_per_stage=[1, 1, 2, 1],
+        embed_dim_per_stage=[8, 16, 32, 64],
+        num_attention_heads_per_stage=[1, 1, 1, 1],
+        window_size_per_stage=[8, 4, 14, 7],
+        global_attention_blocks=[3],
+    )
+    return transformers.Sam2VisionConfig(  # type: ignore[attr-defined]
+        backbone_config=backbone,
+        backbone_channel_list=[64, 32, 16, 8],
+        backbone_feature_sizes=[[s // 4, s // 4], [s // 8, s // 8], [s // 16, s // 16]],
+        fpn_hidden_size=width,
+    )
 
 
 def _decisive_sam(model: torch.nn.Module) -> None:

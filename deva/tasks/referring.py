@@ -7,7 +7,8 @@ Input:  ``IMAGES/<video>/<frame>.jpg``; soft masks ``MASKS/<video>/<object>/<fra
 Output: Ref-DAVIS17: ``OUT/<video>/<frame>.png``, palette PNGs with ids 1..N, all objects of a
         video voted and propagated together (frame score = mean over its objects).
         Ref-YouTube-VOS: ``OUT/Annotations/<video>/<expression>/<frame>.png`` (0/255), each
-        expression on its own with its own scores.
+        expression on its own with its own scores, and (by default) the same files in
+        ``OUT/submission.zip`` for the evaluation server; optionally only the videos of a list.
 
 Per run (``track_associated``): sample n frames evenly, weight them softmax(2·score) (uniform
 without scores), pick the keyframe (most confident; without scores the frame with most
@@ -21,6 +22,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
+import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +39,7 @@ from deva.fusion.associated import (
     probabilities,
     sample_indices,
 )
-from deva.io.atomic import ensure_writable_dir
+from deva.io.atomic import atomic_path, ensure_writable_dir, write_errors
 from deva.io.frames import read_image, resize_short_side
 from deva.propagation.base import Propagator
 from deva.tasks.dataset import Progress, Video, open_video, video_folders
@@ -48,6 +50,7 @@ __all__ = [
     "REF_YOUTUBE_FRAMES",
     "read_scores",
     "read_soft_mask",
+    "read_video_list",
     "run_ref_davis",
     "run_ref_youtube",
     "track_associated",
@@ -59,6 +62,8 @@ REF_DAVIS_FRAMES = 5
 """Voting frames for Ref-DAVIS17 (the released code; the paper says 10)."""
 REF_YOUTUBE_FRAMES = 10
 SCORES = "scores.csv"
+SUBMISSION = "submission.zip"
+"""Ref-YouTube-VOS archive: ``Annotations/<video>/<expression>/<frame>.png`` inside."""
 
 
 def track_associated(
@@ -185,13 +190,23 @@ def run_ref_youtube(
     num_samples: int = REF_YOUTUBE_FRAMES,
     size: int = 480,
     progress: Progress | None = None,
+    videos: Sequence[str] | None = None,
+    zip_output: bool = True,
 ) -> int:
     """Ref-YouTube-VOS: each expression on its own; ``Annotations/<video>/<expr>/*.png``
-    0/255. Returns the number of masks written."""
+    0/255. Returns the number of masks written.
+
+    videos: only these videos (e.g. the 202-video validation subset; see ``read_video_list``),
+        each must have soft masks; None = every video under ``masks``.
+    zip_output: also write ``OUT/submission.zip`` holding this run's masks (atomically, so a
+        zip under that name is always complete).
+    """
     images, masks_root, output = Path(images), Path(masks), ensure_writable_dir(output)
-    jobs = [(open_video(images, n), SoftMaskVideo.open(masks_root, n)) for n in _videos(masks_root)]
+    names = _videos(masks_root) if videos is None else _listed(masks_root, videos)
+    jobs = [(open_video(images, n), SoftMaskVideo.open(masks_root, n)) for n in names]
     total = sum((v.frames.num_frames or 0) * len(s.objects) for v, s in jobs)
     done = 0
+    written: list[Path] = []
     for video, soft in jobs:
         name = video.frames.name
         for expression in soft.objects:
@@ -207,11 +222,52 @@ def run_ref_youtube(
                 else lambda i, soft=soft, name=name, objects=objects: soft.score(name(i), objects),
                 size=size,
             ):
-                write_binary(folder / f"{name(index)}.png", np.argmax(probs, axis=0) == 1)
+                path = folder / f"{name(index)}.png"
+                write_binary(path, np.argmax(probs, axis=0) == 1)
+                written.append(path)
                 done += 1
                 if progress is not None:
                     progress(f"{video.name}/{expression}", done, total)
+    if zip_output:
+        write_zip(output / SUBMISSION, output, sorted(written))
     return done
+
+
+def write_zip(archive: Path, root: Path, files: Sequence[Path]) -> None:
+    """``files`` stored (PNGs are compressed already) under their paths relative to ``root``;
+    written to a temporary name and renamed."""
+    with (
+        write_errors(archive),
+        atomic_path(archive) as temp,
+        zipfile.ZipFile(temp, "w", zipfile.ZIP_STORED) as bundle,
+    ):
+        for path in files:
+            bundle.write(path, path.relative_to(root).as_posix())
+
+
+def read_video_list(path: str | Path) -> list[str]:
+    """Video ids from a text file, one per line (blank lines and ``#`` comments skipped)."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise DevaError(f"{path}: cannot read the video list ({err})") from err
+    names = [line.split("#", 1)[0].strip() for line in lines]
+    names = [n for n in names if n]
+    if not names:
+        raise DevaError(f"{path}: the video list is empty (expected one video id per line)")
+    return list(dict.fromkeys(names))
+
+
+def _listed(masks_root: Path, videos: Sequence[str]) -> list[str]:
+    """The listed videos, each checked to have a soft-mask folder."""
+    available = set(_videos(masks_root))
+    missing = [v for v in videos if v not in available]
+    if missing:
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        shown = ", ".join(missing[:5]) + more
+        raise DevaError(f"{masks_root}: no soft masks for listed video(s) {shown}")
+    return list(videos)
 
 
 def read_scores(path: str | Path) -> dict[tuple[str, str], float]:

@@ -29,12 +29,22 @@ __all__ = [
 ]
 
 STAGES = ("0", "3")
-NETWORKS = ("full", "tiny")
+NETWORKS = ("full", "small", "tiny")
 LAYOUTS = ("davis", "youtube")
 STATIC_DATA_KEYS = ("root", "repeat")
 
 ARCHITECTURES: dict[str, dict[str, Any]] = {
     "full": {},
+    "small": {
+        "key_dim": 16,
+        "value_dim": 32,
+        "pix_feat_dim": 32,
+        "pixel_encoder_width": 8,
+        "pixel_encoder_layers": [1, 1, 1],
+        "mask_encoder_width": 8,
+        "mask_encoder_layers": [1, 1, 1],
+        "decoder_dims": [16, 16],
+    },
     "tiny": {
         "key_dim": 8,
         "value_dim": 16,
@@ -46,7 +56,8 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {
         "decoder_dims": [8, 8],
     },
 }
-"""``network`` name -> PropagationNetwork keyword arguments ("tiny" = tiny_propagation_network)."""
+"""``network`` name -> PropagationNetwork keyword arguments ("tiny" = tiny_propagation_network;
+"small": ~300k parameters, CPU-scale training such as bench/finetune.py)."""
 
 
 @dataclass(frozen=True)
@@ -108,7 +119,8 @@ class TrainConfig:
     """A whole training run.
 
     stages: which stages run, in order ("03" = static pre-training then video; weights carry
-        over). network: "full" (official sizes) or "tiny" (fast, for tests and smoke runs).
+        over). network: "full" (official sizes), "small" (~300k parameters, CPU-scale runs) or
+        "tiny" (fast, for tests and smoke runs).
     init_checkpoint: start from these weights (official DEVA-propagation.pth or a deva export);
         None = random init. seed: base of every random stream (data order, augmentation,
         reference frames, deep updates). device: auto | cpu | cuda.
@@ -311,7 +323,7 @@ def config_to_toml(config: TrainConfig | None = None) -> str:
     ]
     notes = {
         "stages": "stages to run, in order: 0 = static images, 3 = video",
-        "network": "full (official sizes) | tiny (fast smoke tests)",
+        "network": "full (official sizes) | small (~300k params, CPU-scale) | tiny (smoke tests)",
         "init_checkpoint": "weights to start from ('' = random init)",
         "device": "auto | cpu | cuda",
         "checkpoint_every": "iterations between resumable checkpoints",

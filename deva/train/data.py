@@ -587,6 +587,9 @@ def make_loader(
         drop_last=True,
         num_workers=workers,
         persistent_workers=workers > 0,
+        # fresh worker processes: a forked child inherits OpenCV's and torch's thread pools
+        # without their threads and can deadlock on its first parallel call
+        multiprocessing_context="spawn" if workers > 0 else None,
         worker_init_fn=_seed_worker if workers > 0 else None,
         generator=torch.Generator().manual_seed(int(seed)),
         pin_memory=pin_memory,

@@ -418,6 +418,8 @@ def _batches(
             num_workers=config.workers,
             pin_memory=torch.cuda.is_available(),
             worker_init_fn=_worker_init if config.workers > 0 else None,
+            # fork copies OpenCV's and torch's thread pools without their threads and can hang.
+            multiprocessing_context="spawn" if config.workers > 0 else None,
             generator=torch.Generator().manual_seed(
                 derive_seed(config.seed, int(stage_name), _LOADER, iteration)
             ),

@@ -1,0 +1,382 @@
+"""deva's DEVA propagation network and memory against the original implementation, same weights.
+
+Needs a checkout of the original code (github.com/hkchengrex/Tracking-Anything-with-DEVA, CC
+BY-NC-SA; nothing of it is part of deva). Its dependencies that the VOS path never calls (e.g.
+``pulp``) are replaced by empty modules when missing. Both implementations are imported in one
+process: the original's ``deva`` package is loaded under its own name and kept apart from ours
+by swapping ``sys.modules``.
+
+One random checkpoint in the official layout (``torch.manual_seed(0); PropagationNetwork()``)
+is loaded strictly into both networks. On real 854x480 DAVIS frames (padded to 864x480), the
+script reports max |difference| per stage: image encoding (f16, f8, f4, key, shrinkage,
+selection), mask encoding (value, deep-updated sensory), memory readout (top-k 30), decoder
+(sensory, logits, probabilities); then a semi-supervised run (frame 0 ground truth memorised,
+later frames propagated) of deva's ``NetworkPropagator`` against the original's
+``DEVAInferenceCore.step``, per frame, with the default memory policy and with a small
+T_min/T_max so that consolidation happens; and seconds per frame per stage of both.
+
+The original's top-k softmax does not subtract the maximum before ``exp`` (DEVA-SPEC Appendix B;
+with random weights every similarity can underflow and give NaN); ``--orig-subtract-max`` patches
+that one line in the loaded original module, so the rest can still be compared.
+
+Usage:
+    python -m bench.compare_original /path/to/Tracking-Anything-with-DEVA \
+        [--frames 25] [--threads 2] [--timing-frames 19] [--repeats 2] [--orig-subtract-max]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+import types
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.flow_speed import DAVIS, load_clip
+from deva.propagation.network.memory import MemoryConfig
+from deva.propagation.network.model import PropagationNetwork
+from deva.propagation.network.propagator import MEAN, STD, NetworkPropagator, _pad16
+from deva.propagation.network.readout import read_memory
+
+_CONFIG = {"pix_feat_dim": 512, "key_dim": 64, "value_dim": 512, "chunk_size": -1}
+
+
+# ---------------------------------------------------------------------------- loading
+def _is_deva(name: str) -> bool:
+    return name == "deva" or name.startswith("deva.")
+
+
+def _import_with_stubs(name: str) -> types.ModuleType:
+    """Import ``name``, replacing missing third-party modules by empty ones."""
+    for _ in range(20):
+        try:
+            return importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name is None or _is_deva(err.name):
+                raise
+            sys.modules[err.name] = types.ModuleType(err.name)
+    raise ImportError(f"too many missing modules importing {name}")
+
+
+def load_original(checkout: Path) -> types.SimpleNamespace:
+    """The original ``DEVA`` network class, ``DEVAInferenceCore`` and ``memory_utils`` module,
+    imported from ``checkout`` without disturbing our ``deva`` package."""
+    if not (checkout / "deva" / "model" / "network.py").is_file():
+        raise SystemExit(f"{checkout} is not a checkout of Tracking-Anything-with-DEVA")
+    ours = {k: sys.modules.pop(k) for k in list(sys.modules) if _is_deva(k)}
+    sys.path.insert(0, str(checkout))
+    try:
+        network = _import_with_stubs("deva.model.network")
+        core = _import_with_stubs("deva.inference.inference_core")
+        memory_utils = importlib.import_module("deva.model.memory_utils")
+        memory_manager = importlib.import_module("deva.inference.memory_manager")
+    finally:
+        sys.path.remove(str(checkout))
+        for k in [k for k in sys.modules if _is_deva(k)]:
+            del sys.modules[k]
+        sys.modules.update(ours)
+    return types.SimpleNamespace(
+        DEVA=network.DEVA,
+        InferenceCore=core.DEVAInferenceCore,
+        memory_utils=memory_utils,
+        memory_manager=memory_manager,
+    )
+
+
+def patch_subtract_max(original: types.SimpleNamespace) -> None:
+    """Make the original's top-k softmax subtract the per-position maximum first (deva's
+    documented fix): the similarity is shifted before the original ``do_softmax`` runs, which
+    leaves the top-k choice unchanged and equals subtracting it from the top-k values."""
+    do_softmax = original.memory_utils.do_softmax
+
+    def shifted(similarity: torch.Tensor, top_k: int | None = None, *args, **kwargs):
+        if top_k is not None:
+            similarity = similarity - similarity.amax(dim=1, keepdim=True)
+        return do_softmax(similarity, top_k, *args, **kwargs)
+
+    for module in (original.memory_utils, original.memory_manager):
+        module.do_softmax = shifted
+
+
+def build_pair(original: types.SimpleNamespace) -> tuple[PropagationNetwork, torch.nn.Module]:
+    """deva's network with the seed-0 random weights, and the original loaded strictly from
+    its state dict (the official checkpoint layout)."""
+    torch.manual_seed(0)
+    ours = PropagationNetwork().eval()
+    theirs = original.DEVA(_CONFIG).eval()
+    theirs.load_state_dict(ours.state_dict(), strict=True)
+    return ours, theirs
+
+
+# ---------------------------------------------------------------------------- inputs
+def normalise(image: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (3, H, W) ImageNet-normalised float, as both pipelines do."""
+    tensor = torch.from_numpy(image.astype(np.float32)).permute(2, 0, 1).div(255)
+    return (tensor - MEAN[0]) / STD[0]
+
+
+def _diff(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> float:
+    a, b = torch.as_tensor(np.asarray(a)).float(), torch.as_tensor(np.asarray(b)).float()
+    return float((a - b).abs().max())
+
+
+# ---------------------------------------------------------------------------- stages
+@torch.inference_mode()
+def compare_stages(
+    original: types.SimpleNamespace,
+    ours: PropagationNetwork,
+    theirs: torch.nn.Module,
+    images: list[np.ndarray],
+    mask: np.ndarray,
+) -> dict[str, float]:
+    """Max |deva - original| per stage, each stage fed the original's inputs."""
+    padded = [_pad16(normalise(image)[None])[0] for image in images[:2]]
+    out: dict[str, float] = {}
+    ms_t, feat = theirs.encode_image(padded[0])
+    key_t, shr_t, sel_t = theirs.transform_key(feat)
+    ms_o, key_o, shr_o, sel_o = ours.encode_image(padded[0])
+    for name, a, b in zip(
+        ("f16", "f8", "f4", "key", "shrinkage", "selection"),
+        (*ms_o, key_o, shr_o, sel_o),
+        (*ms_t, key_t, shr_t, sel_t),
+        strict=True,
+    ):
+        out[f"image: {name}"] = _diff(a, b)
+
+    masks = _pad16(torch.from_numpy(mask.astype(np.float32))[None, None])[0]
+    zeros = torch.zeros(1, 1, 512, *key_t.shape[-2:])
+    value_t, sens_t = theirs.encode_mask(padded[0], ms_t, zeros, masks)
+    value_o, sens_o = ours.encode_mask(padded[0], ms_t[0], zeros, masks)
+    out["mask: value"] = _diff(value_o, value_t)
+    out["mask: sensory"] = _diff(sens_o, sens_t)
+
+    ms1, feat1 = theirs.encode_image(padded[1])
+    key1, _, sel1 = theirs.transform_key(feat1)
+    readout_o, _ = read_memory(key1, sel1, key_t.flatten(2), shr_t.flatten(1), value_t.flatten(3))
+    readout_t = _orig_readout(original, key1, sel1, key_t, shr_t, value_t)
+    out["readout (top-k 30)"] = _diff(readout_o, readout_t)
+
+    sens_dt, logits_t, probs_t = theirs.segment(ms1, readout_t, sens_t, masks)
+    sens_do, logits_o, probs_o = ours.segment(ms1, readout_t, sens_t, masks)
+    out["decoder: sensory"] = _diff(sens_do, sens_dt)
+    out["decoder: logits"] = _diff(logits_o, logits_t)
+    out["decoder: probabilities"] = _diff(probs_o, probs_t)
+    out["decoder: argmax agreement"] = float(
+        (probs_o.argmax(1) == probs_t.argmax(1)).float().mean()
+    )
+    return out
+
+
+def _orig_readout(original, key1, sel1, key0, shr0, value0) -> torch.Tensor:
+    """Readout with the original's get_similarity / do_softmax (top-k 30)."""
+    mu = original.memory_utils
+    sim = mu.get_similarity(key0, shr0, key1, sel1)
+    affinity = mu.do_softmax(sim, top_k=30)
+    values = value0[0].flatten(2)  # (N, CV, M)
+    out = values.reshape(-1, values.shape[-1]) @ affinity[0]
+    return out.view(1, values.shape[0], values.shape[1], *key1.shape[-2:])
+
+
+# ---------------------------------------------------------------------------- full runs
+@dataclass
+class RunResult:
+    prob_diff: list[float]  # per propagated frame
+    argmax_agreement: list[float]
+    nan_frames_original: int
+
+
+def original_config(memory: MemoryConfig) -> dict:
+    return {
+        **_CONFIG,
+        "mem_every": memory.mem_every,
+        "top_k": memory.top_k,
+        "enable_long_term": memory.long_term,
+        "enable_long_term_count_usage": True,
+        "max_mid_term_frames": memory.max_mid_term_frames,
+        "min_mid_term_frames": memory.min_mid_term_frames,
+        "num_prototypes": memory.num_prototypes,
+        "max_long_term_elements": memory.max_long_term_elements,
+    }
+
+
+@torch.inference_mode()
+def compare_run(
+    original: types.SimpleNamespace,
+    ours: PropagationNetwork,
+    theirs: torch.nn.Module,
+    images: list[np.ndarray],
+    mask: np.ndarray,
+    memory: MemoryConfig,
+) -> RunResult:
+    """Memorise frame 0's mask, propagate the rest: deva vs the original, per frame."""
+    propagator = NetworkPropagator(ours, memory=memory)
+    core = original.InferenceCore(theirs, original_config(memory))
+    label = torch.from_numpy(mask.astype(np.int64))
+    core.step(normalise(images[0]), label, [1])
+    propagator.memorize(images[0], mask[None].astype(np.uint8), [1])
+    result = RunResult([], [], 0)
+    for image in images[1:]:
+        probs_t = core.step(normalise(image)).numpy()
+        probs_o = propagator.propagate(image)
+        result.nan_frames_original += int(np.isnan(probs_t).any())
+        result.prob_diff.append(_diff(probs_o, probs_t))
+        result.argmax_agreement.append(float((probs_o.argmax(0) == probs_t.argmax(0)).mean()))
+    return result
+
+
+# ---------------------------------------------------------------------------- timing
+@contextmanager
+def _timed(target: object, attribute: str, store: dict[str, float], name: str) -> Iterator[None]:
+    function = getattr(target, attribute)
+
+    def wrapper(*args, **kwargs):
+        start = time.perf_counter()
+        result = function(*args, **kwargs)
+        store[name] += time.perf_counter() - start
+        return result
+
+    setattr(target, attribute, wrapper)
+    try:
+        yield
+    finally:
+        delattr(target, attribute) if attribute in vars(target) else None
+
+
+STAGES = ("image encoding", "readout", "decoding", "mask encoding")
+
+
+@torch.inference_mode()
+def time_original(original, theirs, images, mask, memory: MemoryConfig) -> dict[str, float]:
+    core = original.InferenceCore(theirs, original_config(memory))
+    core.step(normalise(images[0]), torch.from_numpy(mask.astype(np.int64)), [1])
+    stages: dict[str, float] = defaultdict(float)
+    net, store = core.network, core.image_feature_store
+    with (
+        _timed(store, "_encode_feature", stages, "image encoding"),
+        _timed(core.memory, "match_memory", stages, "readout"),
+        _timed(net, "segment", stages, "decoding"),
+        _timed(net, "encode_mask", stages, "mask encoding"),
+    ):
+        inputs = [normalise(image) for image in images[1:]]  # decoding JPEGs/normalising: not timed
+        start = time.perf_counter()
+        for tensor in inputs:
+            core.step(tensor)
+        total = time.perf_counter() - start
+    return {"total": total / len(inputs), **{k: v / len(inputs) for k, v in stages.items()}}
+
+
+@torch.inference_mode()
+def time_deva(
+    ours: PropagationNetwork,
+    images,
+    mask,
+    memory: MemoryConfig,
+    *,
+    context: Callable[[], object] | None = None,
+) -> dict[str, float]:
+    propagator = NetworkPropagator(ours, memory=memory)
+    propagator.memorize(images[0], mask[None].astype(np.uint8), [1])
+    stages: dict[str, float] = defaultdict(float)
+    net = propagator.network
+    with (
+        _timed(net, "encode_image", stages, "image encoding"),
+        _timed(propagator.memory, "read", stages, "readout"),
+        _timed(net, "segment", stages, "decoding"),
+        _timed(net, "encode_mask", stages, "mask encoding"),
+        context() if context is not None else _nothing(),
+    ):
+        start = time.perf_counter()
+        for image in images[1:]:
+            propagator.propagate(image)
+        total = time.perf_counter() - start
+    frames = len(images) - 1
+    return {"total": total / frames, **{k: v / frames for k, v in stages.items()}}
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+def _range(values: list[float]) -> str:
+    low, high = min(values), max(values)
+    return f"{low:.3f}" if abs(high - low) < 5e-4 else f"{low:.3f}–{high:.3f}"
+
+
+def timing_table(rows: dict[str, list[dict[str, float]]]) -> str:
+    lines = [
+        "| implementation | s/frame | " + " | ".join(STAGES) + " |",
+        "|---|---:|" + "---:|" * len(STAGES),
+    ]
+    for name, runs in rows.items():
+        cells = " | ".join(_range([r.get(s, 0.0) for r in runs]) for s in STAGES)
+        lines.append(f"| {name} | {_range([r['total'] for r in runs])} | {cells} |")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- main
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkout", type=Path, help="checkout of Tracking-Anything-with-DEVA")
+    parser.add_argument("--sequence", default="bmx-trees")
+    parser.add_argument("--frames", type=int, default=25, help="frames of the accuracy runs")
+    parser.add_argument("--timing-frames", type=int, default=19, help="0 = skip timing")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--orig-subtract-max", action="store_true")
+    parser.add_argument("--skip-runs", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    original = load_original(args.checkout.resolve())
+    if args.orig_subtract_max:
+        patch_subtract_max(original)
+    ours, theirs = build_pair(original)
+    images, mask = load_clip(args.sequence, max(args.frames, args.timing_frames + 1), DAVIS)
+
+    print(f"## stages ({args.sequence}, frames 0 -> 1)")
+    for name, value in compare_stages(original, ours, theirs, images, mask).items():
+        print(f"  {name:28s} {value:.3g}")
+
+    if not args.skip_runs:
+        policies = {
+            "defaults (mem_every 5, top_k 30, long-term on)": MemoryConfig(),
+            "T_min 2 / T_max 3 (consolidates)": MemoryConfig(
+                min_mid_term_frames=2, max_mid_term_frames=3
+            ),
+            "mem_every 1, T_min 2 / T_max 4": MemoryConfig(
+                mem_every=1, min_mid_term_frames=2, max_mid_term_frames=4
+            ),
+        }
+        for name, policy in policies.items():
+            result = compare_run(original, ours, theirs, images[: args.frames], mask, policy)
+            print(f"## run: {name}; original frames with NaN: {result.nan_frames_original}")
+            for index, (d, a) in enumerate(
+                zip(result.prob_diff, result.argmax_agreement, strict=True), start=1
+            ):
+                print(f"  frame {index:2d}: max|dprob| {d:.3g}  argmax agreement {a:.6f}")
+
+    if args.timing_frames:
+        clip = images[: args.timing_frames + 1]
+        rows: dict[str, list[dict[str, float]]] = defaultdict(list)
+        for _ in range(args.repeats):
+            rows["original"].append(time_original(original, theirs, clip, mask, MemoryConfig()))
+            rows["deva"].append(time_deva(ours, clip, mask, MemoryConfig()))
+        print(f"## seconds per frame, frames 1-{args.timing_frames}, {args.threads} threads")
+        print(timing_table(rows))
+        speedups = [
+            o["total"] / d["total"] for o, d in zip(rows["original"], rows["deva"], strict=True)
+        ]
+        print("deva speed-up: " + ", ".join(f"{s:.2f}x" for s in speedups))
+
+
+if __name__ == "__main__":
+    main()
