@@ -17,9 +17,10 @@ import numpy as np
 from PIL import Image
 
 from bench import tracking
-from deva.eval.burst import evaluate_burst, rle_encode
+from deva.eval.burst import evaluate_burst
 from deva.eval.vipseg import evaluate_vipseg
 from deva.io.masks import read_id_png
+from deva.io.rle import encode_counts
 
 CATEGORIES = [{"id": 0, "isthing": 0}, {"id": 1, "isthing": 0}, {"id": 2, "isthing": 1}]
 
@@ -83,8 +84,8 @@ def _build(scratch: Path, clips: dict[str, list[np.ndarray]]) -> tuple[Path, Pat
             )
             if t % 3 == 0:
                 b_paths.append(f"{names[t]}.jpg")
-                b_gt.append({"1": {"rle": rle_encode(mask)}})
-                b_pred.append({str(thing): {"rle": rle_encode(pm), "score": 0.9}})
+                b_gt.append({"1": {"rle": encode_counts(mask)}})
+                b_pred.append({str(thing): {"rle": encode_counts(pm), "score": 0.9}})
         gt["videos"].append({"video_id": seq, "images": [{"file_name": n} for n in names]})
         gt["annotations"].append({"video_id": seq, "annotations": gt_frames})
         pred["annotations"].append({"video_id": seq, "annotations": pred_frames})

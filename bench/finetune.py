@@ -3,9 +3,9 @@ VOS on clips it did not see.
 
 ``deva train`` (``load_config`` + ``train``, as the CLI runs it) on 4 of the 6 shared DAVIS-16
 clips: stage 0 on every 5th frame of them as static images, then stage 3 on the videos. The
-network is the "small" architecture (~300k parameters) at 128 px crops, starting from the
-weights trained on generated clips (tests/data/tiny_propagation.pth) when ``--init`` points at
-them, else from random init. Before and after are scored with ``deva track``'s first-frame
+network is the "tiny" architecture (~76k parameters) at 128 px crops, from random init (or
+from ``--init`` weights of the same architecture, e.g. ones trained on generated clips by
+``bench/train_test_weights.py``). Before and after are scored with ``deva track``'s first-frame
 protocol (given masks, no image segmenter) on the 2 held-out clips and the 4 training clips;
 the flow propagator is the reference.
 
@@ -13,7 +13,7 @@ This shows that the training code learns on real video at a scale a CPU affords;
 paper's training (ImageNet-initialised ResNets, 230k iterations on static sets, YouTube-VOS
 and DAVIS at 384 px on GPUs), and its numbers say nothing about the official weights.
 
-Usage: python -m bench.finetune [--iterations 150] [--init tests/data/tiny_propagation.pth]
+Usage: python -m bench.finetune [--iterations 75] [--init tests/data/tiny_propagation.pth]
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class Settings:
 
     network: str = "tiny"
     size: int = 128
-    iterations: int = 150
+    iterations: int = 75
     batch_size: int = 4
     video_frames: int = 5
     lr: float = 1e-3

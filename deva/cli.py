@@ -11,6 +11,23 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
+from deva.cli_options import (
+    AllowMissing,
+    ClipSize,
+    Device,
+    DeviceName,
+    Incremental,
+    Keyframe,
+    KeyframeName,
+    MaxObjects,
+    ModeName,
+    Output,
+    PropagatorName,
+    SegmenterName,
+    Size,
+    Verbose,
+    Video,
+)
 from deva.cli_tasks import task_app
 from deva.config import TrackerConfig
 from deva.errors import DevaError
@@ -33,36 +50,6 @@ app.add_typer(task_app, name="run-task")
 console = Console(stderr=True)
 
 
-class SegmenterName(StrEnum):
-    motion = "motion"
-    precomputed = "precomputed"
-    auto = "auto"
-    text = "text"
-    panoptic = "panoptic"
-
-
-class PropagatorName(StrEnum):
-    flow = "flow"
-    network = "network"
-    sam2 = "sam2"
-
-
-class DeviceName(StrEnum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-
-
-class ModeName(StrEnum):
-    semionline = "semionline"
-    online = "online"
-
-
-class KeyframeName(StrEnum):
-    first = "first"
-    middle = "middle"
-
-
 class DavisTask(StrEnum):
     unsupervised = "unsupervised"
     semi_supervised = "semi-supervised"
@@ -78,7 +65,7 @@ class DavisMatch(StrEnum):
 def track(
     ctx: typer.Context,
     input: Annotated[str, typer.Argument(help="Video file, folder of frames, or a glob.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output folder.")],
+    output: Output,
     segmenter: Annotated[
         SegmenterName | None,
         typer.Option(
@@ -120,9 +107,7 @@ def track(
     ] = 0.88,
     suppress_small: Annotated[
         bool,
-        typer.Option(
-            help="Auto mode: larger masks win overlaps; drop masks that lose over 20 %."
-        ),
+        typer.Option(help="Auto mode: larger masks win overlaps; drop masks that lose over 20 %."),
     ] = False,
     sam2_model: Annotated[
         str | None,
@@ -171,25 +156,15 @@ def track(
     clip_size: Annotated[
         int, typer.Option(help="Frames per clip in semionline mode (capped at --detect-every).")
     ] = TrackerConfig.clip_size,
-    keyframe: Annotated[
-        KeyframeName, typer.Option(help="Where in the clip the consensus is merged.")
-    ] = KeyframeName.first,
+    keyframe: Keyframe = KeyframeName.first,
     max_missed: Annotated[
         int, typer.Option(help="Delete an object after more than N missed detections in a row.")
     ] = TrackerConfig.max_missed,
-    max_objects: Annotated[
-        int, typer.Option(help="At most N tracked objects (0 = unlimited).")
-    ] = TrackerConfig.max_objects,
-    incremental: Annotated[
-        bool, typer.Option(help="Count a miss only if the object also left the propagation.")
-    ] = TrackerConfig.incremental,
-    size: Annotated[
-        int, typer.Option(help="Short side of the working resolution (-1 = native).")
-    ] = TrackerConfig.size,
-    allow_missing: Annotated[
-        bool, typer.Option(help="Treat a frame without a detection PNG as an empty detection.")
-    ] = False,
-    video: Annotated[bool, typer.Option("--video/--no-video", help="Write overlay.mp4.")] = True,
+    max_objects: MaxObjects = TrackerConfig.max_objects,
+    incremental: Incremental = TrackerConfig.incremental,
+    size: Size = TrackerConfig.size,
+    allow_missing: AllowMissing = False,
+    video: Video = True,
     max_memory: Annotated[
         float | None,
         typer.Option(
@@ -212,7 +187,7 @@ def track(
             "starts over if there is none.",
         ),
     ] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+    verbose: Verbose = False,
 ) -> None:
     """Track every object of INPUT; write masks/, annotations.json and overlay.mp4 to OUTPUT."""
     _logging(verbose)
@@ -224,20 +199,17 @@ def track(
     def run() -> None:
         from deva.segmenters.options import ModelOptions
 
-        tuned = _mode_defaults(
+        config = _tracker_config(
             ctx,
-            segmenter.value if segmenter else None,
+            segmenter,
+            mode=mode,
+            clip_size=clip_size,
+            keyframe=keyframe,
+            size=size,
             detect_every=detect_every,
             max_missed=max_missed,
             max_objects=max_objects,
             incremental=incremental,
-        )
-        config = TrackerConfig(
-            mode=mode.value,
-            clip_size=clip_size,
-            keyframe=keyframe.value,
-            size=size,
-            **tuned,  # type: ignore[arg-type]
         )
         models = ModelOptions(
             model=model,
@@ -287,11 +259,7 @@ def track(
 
 
 @app.command()
-def demo(
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output folder.")] = Path(
-        "deva_demo_output"
-    ),
-) -> None:
+def demo(output: Output = Path("deva_demo_output")) -> None:
     """Render a short clip of moving textured objects and track it with the defaults."""
     _logging(False)
     from deva.demo import render_demo_clip
@@ -361,37 +329,25 @@ def batch(
     checkpoint: Annotated[
         str | None, typer.Option(help="Network weights (with --propagator network).")
     ] = None,
-    device: Annotated[DeviceName, typer.Option(help="Where the network runs.")] = DeviceName.auto,
+    device: Device = DeviceName.auto,
     mode: Annotated[ModeName, typer.Option(help="semionline or online.")] = ModeName.semionline,
     detect_every: Annotated[
         int, typer.Option(help="Run the image segmenter every N frames.")
     ] = TrackerConfig.detect_every,
-    clip_size: Annotated[
-        int, typer.Option(help="Frames per clip in semionline mode.")
-    ] = TrackerConfig.clip_size,
-    keyframe: Annotated[
-        KeyframeName, typer.Option(help="Where in the clip the consensus is merged.")
-    ] = KeyframeName.first,
+    clip_size: ClipSize = TrackerConfig.clip_size,
+    keyframe: Keyframe = KeyframeName.first,
     max_missed: Annotated[
         int, typer.Option(help="Delete an object after more than N missed detections.")
     ] = TrackerConfig.max_missed,
-    max_objects: Annotated[
-        int, typer.Option(help="At most N tracked objects (0 = unlimited).")
-    ] = TrackerConfig.max_objects,
-    incremental: Annotated[
-        bool, typer.Option(help="Count a miss only if the object also left the propagation.")
-    ] = TrackerConfig.incremental,
-    size: Annotated[
-        int, typer.Option(help="Short side of the working resolution (-1 = native).")
-    ] = TrackerConfig.size,
-    allow_missing: Annotated[
-        bool, typer.Option(help="Treat a frame without a detection PNG as an empty detection.")
-    ] = False,
-    video: Annotated[bool, typer.Option("--video/--no-video", help="Write overlay.mp4.")] = True,
+    max_objects: MaxObjects = TrackerConfig.max_objects,
+    incremental: Incremental = TrackerConfig.incremental,
+    size: Size = TrackerConfig.size,
+    allow_missing: AllowMissing = False,
+    video: Video = True,
     max_memory: Annotated[
         float | None, typer.Option(help="Cap each propagator's memory at this many MiB.")
     ] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+    verbose: Verbose = False,
 ) -> None:
     """Track many videos: OUTPUT/<video>/ each, OUTPUT/manifest.json, OUTPUT/summary.md.
 
@@ -405,20 +361,17 @@ def batch(
         from deva.batch_progress import BatchProgress
         from deva.segmenters.options import ModelOptions
 
-        tuned = _mode_defaults(
+        config = _tracker_config(
             ctx,
-            segmenter.value if segmenter else None,
+            segmenter,
+            mode=mode,
+            clip_size=clip_size,
+            keyframe=keyframe,
+            size=size,
             detect_every=detect_every,
             max_missed=max_missed,
             max_objects=max_objects,
             incremental=incremental,
-        )
-        config = TrackerConfig(
-            mode=mode.value,
-            clip_size=clip_size,
-            keyframe=keyframe.value,
-            size=size,
-            **tuned,  # type: ignore[arg-type]
         )
         models = ModelOptions(model=model, detector=detector, prompt=prompt, device=device.value)
         with BatchProgress(console) as progress:
@@ -785,18 +738,31 @@ def _write_run(
         )
 
 
-def _mode_defaults(
-    ctx: typer.Context, segmenter: str | None, **values: object
-) -> dict[str, object]:
-    """``values`` with the segmenter mode's tracker defaults (e.g. auto: max 200 objects,
-    incremental) in place of the options the user did not set."""
+def _tracker_config(
+    ctx: typer.Context,
+    segmenter: SegmenterName | None,
+    *,
+    mode: ModeName,
+    clip_size: int,
+    keyframe: KeyframeName,
+    size: int,
+    **tunable: object,
+) -> TrackerConfig:
+    """The tracker settings of track/batch: the ``tunable`` options the user did not set take
+    the segmenter mode's defaults (e.g. auto: max 200 objects, incremental)."""
     from deva.segmenters.options import tracker_defaults
 
-    for name, value in tracker_defaults(segmenter).items():
+    for name, value in tracker_defaults(segmenter.value if segmenter else None).items():
         source = ctx.get_parameter_source(name)  # typer may ship its own click: compare names
         if getattr(source, "name", "DEFAULT") in ("DEFAULT", "DEFAULT_MAP"):
-            values[name] = value
-    return values
+            tunable[name] = value
+    return TrackerConfig(
+        mode=mode.value,
+        clip_size=clip_size,
+        keyframe=keyframe.value,
+        size=size,
+        **tunable,  # type: ignore[arg-type]
+    )
 
 
 def _guarded(run: object) -> None:

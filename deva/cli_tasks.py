@@ -7,17 +7,19 @@ reads; the logic lives in ``deva.tasks``. Kept apart from ``deva/cli.py`` only f
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from deva.cli_options import ClipSize, Device, DeviceName, ModeName, Output, Size, Verbose
 from deva.config import TrackerConfig
 
 if TYPE_CHECKING:
-    from deva.propagation.base import Propagator
     from deva.tasks.dataset import Progress
 
 task_app = typer.Typer(
@@ -28,23 +30,13 @@ task_app = typer.Typer(
 
 
 class _Propagator(StrEnum):
+    """The propagators the task runners take (no SAM 2 video model here)."""
+
     flow = "flow"
     network = "network"
 
 
-class _Device(StrEnum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-
-
-class _Mode(StrEnum):
-    semionline = "semionline"
-    online = "online"
-
-
 Images = Annotated[Path, typer.Argument(help="Dataset image root: <video>/<frame>.jpg.")]
-Output = Annotated[Path, typer.Option("--output", "-o", help="Output folder.")]
 Dets = Annotated[
     Path,
     typer.Option(
@@ -59,22 +51,121 @@ PropagatorOpt = Annotated[
 Checkpoint = Annotated[
     str | None, typer.Option(help="Network weights: DEVA-propagation.pth or a hub id.")
 ]
-DeviceOpt = Annotated[_Device, typer.Option(help="Where the network runs.")]
 ModeOpt = Annotated[
-    _Mode, typer.Option(help="semionline: in-clip consensus; online: each detection alone.")
+    ModeName, typer.Option(help="semionline: in-clip consensus; online: each detection alone.")
 ]
 DetectEvery = Annotated[int, typer.Option(help="Merge detections every N frames.")]
-ClipSize = Annotated[int, typer.Option(help="Frames per clip in semionline mode.")]
 MaxMissed = Annotated[int, typer.Option(help="Delete after more than N missed detections.")]
-Size = Annotated[int, typer.Option(help="Short side of the working resolution (-1 = native).")]
 AllowMissing = Annotated[
     bool, typer.Option(help="A frame without a detection PNG gets an empty detection.")
 ]
 NumFrames = Annotated[int, typer.Option("--n-frames", help="Frames sampled for the consensus.")]
-Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
+
+
+@dataclass(frozen=True)
+class _Shared:
+    """The options every task command takes, parsed once (see ``_with``); ``runner_args`` are
+    the keyword arguments they give the task runner."""
+
+    propagator: _Propagator
+    checkpoint: str | None
+    device: DeviceName
+    verbose: bool
+    runner_args: dict[str, object]
+
+    def run(
+        self, runner: Callable[..., int], images: Path, source: Path, output: Path, **args: object
+    ) -> None:
+        """``runner(images, source, output, ...)`` with a progress bar; DevaErrors become one
+        line and exit code 2."""
+        from deva.cli import _guarded, _logging, console
+
+        _logging(self.verbose)
+
+        def run() -> None:
+            from deva.api import make_propagator
+
+            with _progress_bar() as progress:
+                propagator = make_propagator(
+                    self.propagator.value, checkpoint=self.checkpoint, device=self.device.value
+                )
+                frames = runner(
+                    images,
+                    source,
+                    output,
+                    propagator=propagator,
+                    progress=progress,
+                    **self.runner_args,
+                    **args,
+                )
+            console.print(f"[green]{frames} frames[/green] written -> {output}")
+
+        _guarded(run)
+
+
+def _detection_options(
+    propagator: PropagatorOpt = _Propagator.flow,
+    checkpoint: Checkpoint = None,
+    device: Device = DeviceName.auto,
+    mode: ModeOpt = ModeName.semionline,
+    detect_every: DetectEvery = TrackerConfig.detect_every,
+    clip_size: ClipSize = TrackerConfig.clip_size,
+    max_missed: MaxMissed = TrackerConfig.max_missed,
+    size: Size = TrackerConfig.size,
+    allow_missing: AllowMissing = False,
+    verbose: Verbose = False,
+) -> _Shared:
+    """The options of the tasks that merge per-frame detections."""
+    config = TrackerConfig(
+        mode=mode.value,
+        detect_every=detect_every,
+        clip_size=clip_size,
+        max_missed=max_missed,
+        size=size,
+    )
+    runner_args = {"config": config, "allow_missing": allow_missing}
+    return _Shared(propagator, checkpoint, device, verbose, runner_args)
+
+
+def _soft_mask_options(
+    propagator: PropagatorOpt = _Propagator.flow,
+    checkpoint: Checkpoint = None,
+    device: Device = DeviceName.auto,
+    size: Size = TrackerConfig.size,
+    verbose: Verbose = False,
+) -> _Shared:
+    """The options of the tasks that vote a consensus over soft masks."""
+    return _Shared(propagator, checkpoint, device, verbose, {"size": size})
+
+
+def _with(
+    options: Callable[..., _Shared],
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Give a command the parameters of ``options`` after its own (so in its help too); the
+    command receives them parsed, as ``shared``."""
+    shared = list(inspect.signature(options, eval_str=True).parameters.values())
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        own = inspect.signature(command, eval_str=True)
+        mine = [p for p in own.parameters.values() if p.name != "shared"]
+
+        def wrapper(**values: object) -> None:
+            from deva.cli import _guarded
+
+            picked = {p.name: values.pop(p.name) for p in shared}
+            parsed: list[_Shared] = []
+            _guarded(lambda: parsed.append(options(**picked)))  # a bad value: one line, exit 2
+            command(**values, shared=parsed[0])
+
+        wrapper.__signature__ = own.replace(parameters=[*mine, *shared])  # type: ignore[attr-defined]
+        wrapper.__name__, wrapper.__doc__ = command.__name__, command.__doc__
+        return wrapper
+
+    return decorate
 
 
 @task_app.command("vipseg")
+@_with(_detection_options)
 def vipseg(
     images: Images,
     output: Output,
@@ -86,39 +177,18 @@ def vipseg(
             "(what VPQ/STQ expect)."
         ),
     ] = True,
-    propagator: PropagatorOpt = _Propagator.flow,
-    checkpoint: Checkpoint = None,
-    device: DeviceOpt = _Device.auto,
-    mode: ModeOpt = _Mode.semionline,
-    detect_every: DetectEvery = TrackerConfig.detect_every,
-    clip_size: ClipSize = TrackerConfig.clip_size,
-    max_missed: MaxMissed = TrackerConfig.max_missed,
-    size: Size = TrackerConfig.size,
-    allow_missing: AllowMissing = False,
-    verbose: Verbose = False,
+    *,
+    shared: _Shared,
 ) -> None:
     """VIPSeg video panoptic segmentation from precomputed panoptic detections (category
     required per segment). Writes OUT/pan_pred/<video>/<frame>.png (RGB ids) and OUT/pred.json."""
     from deva.tasks.vipseg import run_vipseg
 
-    config = _config(mode, detect_every, clip_size, max_missed, size)
-    _run(
-        verbose,
-        lambda progress: run_vipseg(
-            images,
-            detections,
-            output,
-            propagator=_propagator(propagator, checkpoint, device),
-            config=config,
-            stuff_merging=stuff_merging,
-            allow_missing=allow_missing,
-            progress=progress,
-        ),
-        output,
-    )
+    shared.run(run_vipseg, images, detections, output, stuff_merging=stuff_merging)
 
 
 @task_app.command("burst")
+@_with(_detection_options)
 def burst(
     images: Annotated[Path, typer.Argument(help="BURST image root: <dataset>/<seq>/<frame>.jpg.")],
     output: Output,
@@ -138,78 +208,37 @@ def burst(
             "OUT/burst_predictions.json (its layout, our tracks) for the BURST toolkit."
         ),
     ] = None,
-    propagator: PropagatorOpt = _Propagator.flow,
-    checkpoint: Checkpoint = None,
-    device: DeviceOpt = _Device.auto,
-    mode: ModeOpt = _Mode.semionline,
-    detect_every: DetectEvery = TrackerConfig.detect_every,
-    clip_size: ClipSize = TrackerConfig.clip_size,
-    max_missed: MaxMissed = TrackerConfig.max_missed,
-    size: Size = TrackerConfig.size,
-    allow_missing: AllowMissing = False,
-    verbose: Verbose = False,
+    *,
+    shared: _Shared,
 ) -> None:
     """BURST open-world tracking. Writes OUT/<dataset>/<seq>/<frame>.png (RGB ids) and
     OUT/<dataset>/<seq>/pred.json (per frame: id, score, COCO RLE of every track)."""
     from deva.tasks.burst import run_burst
 
-    config = _config(mode, detect_every, clip_size, max_missed, size)
-    _run(
-        verbose,
-        lambda progress: run_burst(
-            images,
-            detections,
-            output,
-            propagator=_propagator(propagator, checkpoint, device),
-            config=config,
-            subsample_every=subsample_every,
-            gt_json=gt_json,
-            allow_missing=allow_missing,
-            progress=progress,
-        ),
-        output,
+    shared.run(
+        run_burst, images, detections, output, subsample_every=subsample_every, gt_json=gt_json
     )
 
 
 @task_app.command("davis17-unsup")
+@_with(_detection_options)
 def davis17_unsup(
     images: Images,
     output: Output,
     detections: Dets,
     max_ids: Annotated[int, typer.Option(help="Keep at most N objects per video.")] = 20,
-    propagator: PropagatorOpt = _Propagator.flow,
-    checkpoint: Checkpoint = None,
-    device: DeviceOpt = _Device.auto,
-    mode: ModeOpt = _Mode.semionline,
-    detect_every: DetectEvery = TrackerConfig.detect_every,
-    clip_size: ClipSize = TrackerConfig.clip_size,
-    max_missed: MaxMissed = TrackerConfig.max_missed,
-    size: Size = TrackerConfig.size,
-    allow_missing: AllowMissing = False,
-    verbose: Verbose = False,
+    *,
+    shared: _Shared,
 ) -> None:
     """Unsupervised DAVIS-2017 from per-frame instance detections. Writes OUT/<video>/<frame>.png
     (palette, ids 1..20: the first objects seen, larger first)."""
     from deva.tasks.unsup_davis17 import run_davis17_unsup
 
-    config = _config(mode, detect_every, clip_size, max_missed, size)
-    _run(
-        verbose,
-        lambda progress: run_davis17_unsup(
-            images,
-            detections,
-            output,
-            propagator=_propagator(propagator, checkpoint, device),
-            config=config,
-            max_ids=max_ids,
-            allow_missing=allow_missing,
-            progress=progress,
-        ),
-        output,
-    )
+    shared.run(run_davis17_unsup, images, detections, output, max_ids=max_ids)
 
 
 @task_app.command("davis16-saliency")
+@_with(_soft_mask_options)
 def davis16_saliency(
     images: Images,
     output: Output,
@@ -217,64 +246,36 @@ def davis16_saliency(
         Path, typer.Option(help="Saliency root: <video>/<frame>.png, 0..255 = probability.")
     ],
     n_frames: NumFrames = 10,
-    propagator: PropagatorOpt = _Propagator.flow,
-    checkpoint: Checkpoint = None,
-    device: DeviceOpt = _Device.auto,
-    size: Size = TrackerConfig.size,
-    verbose: Verbose = False,
+    *,
+    shared: _Shared,
 ) -> None:
     """Unsupervised DAVIS-2016 from soft saliency maps by associated consensus. Writes
     OUT/<video>/<frame>.png (0/255)."""
     from deva.tasks.saliency import run_davis16_saliency
 
-    _run(
-        verbose,
-        lambda progress: run_davis16_saliency(
-            images,
-            masks,
-            output,
-            propagator=_propagator(propagator, checkpoint, device),
-            num_samples=n_frames,
-            size=size,
-            progress=progress,
-        ),
-        output,
-    )
+    shared.run(run_davis16_saliency, images, masks, output, num_samples=n_frames)
 
 
 @task_app.command("ref-davis")
+@_with(_soft_mask_options)
 def ref_davis(
     images: Images,
     output: Output,
     masks: SoftMasks,
     n_frames: NumFrames = 5,
-    propagator: PropagatorOpt = _Propagator.flow,
-    checkpoint: Checkpoint = None,
-    device: DeviceOpt = _Device.auto,
-    size: Size = TrackerConfig.size,
-    verbose: Verbose = False,
+    *,
+    shared: _Shared,
 ) -> None:
     """Referring DAVIS-2017 from soft masks MASKS/<video>/<object>/<frame>.png (+ optional
     MASKS/<video>/scores.csv: frame,object,score). Writes OUT/<video>/<frame>.png (palette,
     object k = k-th sorted object folder)."""
     from deva.tasks.referring import run_ref_davis
 
-    _run(
-        verbose,
-        lambda progress: run_ref_davis(
-            images,
-            masks,
-            output,
-            propagator=_propagator(propagator, checkpoint, device),
-            num_samples=n_frames,
-            size=size,
-            progress=progress,
-        ),
-        output,
-    )
+    shared.run(run_ref_davis, images, masks, output, num_samples=n_frames)
 
 
 @task_app.command("ref-youtube")
+@_with(_soft_mask_options)
 def ref_youtube(
     images: Images,
     output: Output,
@@ -295,64 +296,24 @@ def ref_youtube(
             "the evaluation server.",
         ),
     ] = True,
-    propagator: PropagatorOpt = _Propagator.flow,
-    checkpoint: Checkpoint = None,
-    device: DeviceOpt = _Device.auto,
-    size: Size = TrackerConfig.size,
-    verbose: Verbose = False,
+    *,
+    shared: _Shared,
 ) -> None:
     """Referring YouTube-VOS from soft masks MASKS/<video>/<expression>/<frame>.png (+ optional
     scores.csv), each expression on its own. Writes OUT/Annotations/<video>/<expression>/
     <frame>.png (0/255) and, zipped, OUT/submission.zip."""
     from deva.tasks.referring import read_video_list, run_ref_youtube
 
-    _run(
-        verbose,
-        lambda progress: run_ref_youtube(
-            images,
-            masks,
-            output,
-            propagator=_propagator(propagator, checkpoint, device),
-            num_samples=n_frames,
-            size=size,
-            progress=progress,
-            videos=read_video_list(videos) if videos is not None else None,
-            zip_output=zip_output,
+    shared.run(
+        lambda *args, **kwargs: run_ref_youtube(  # the list is read inside the error guard
+            *args, videos=read_video_list(videos) if videos is not None else None, **kwargs
         ),
+        images,
+        masks,
         output,
+        num_samples=n_frames,
+        zip_output=zip_output,
     )
-
-
-def _config(
-    mode: _Mode, detect_every: int, clip_size: int, max_missed: int, size: int
-) -> TrackerConfig:
-    return TrackerConfig(
-        mode=mode.value,
-        detect_every=detect_every,
-        clip_size=clip_size,
-        max_missed=max_missed,
-        size=size,
-    )
-
-
-def _propagator(name: _Propagator, checkpoint: str | None, device: _Device) -> Propagator:
-    from deva.api import make_propagator
-
-    return make_propagator(name.value, checkpoint=checkpoint, device=device.value)
-
-
-def _run(verbose: bool, task: Callable[[Progress], int], output: Path) -> None:
-    """Run a task with a progress bar; DevaErrors become one line and exit code 2."""
-    from deva.cli import _guarded, _logging, console
-
-    _logging(verbose)
-
-    def run() -> None:
-        with _progress_bar() as progress:
-            frames = task(progress)
-        console.print(f"[green]{frames} frames[/green] written -> {output}")
-
-    _guarded(run)
 
 
 @contextlib.contextmanager

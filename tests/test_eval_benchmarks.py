@@ -14,9 +14,10 @@ from typer.testing import CliRunner
 
 from deva.cli import app
 from deva.errors import DevaError
-from deva.eval.burst import evaluate_burst, rle_encode
+from deva.eval.burst import evaluate_burst
 from deva.eval.vipseg import evaluate_vipseg
 from deva.io.masks import read_id_png
+from deva.io.rle import encode_counts
 
 SEQUENCES = ("blackswan", "dog")
 FRAMES = 4
@@ -151,7 +152,7 @@ def test_vipseg_malformed_inputs_name_the_file(davis_root: Path, tmp_path: Path)
     with pytest.raises(DevaError, match=r"00001\.png: segment id 424242"):
         evaluate_vipseg(results, gt)
     (results / "pred.json").write_text("{not json")
-    with pytest.raises(DevaError, match=r"pred\.json: not valid JSON"):
+    with pytest.raises(DevaError, match=r"pred\.json: malformed JSON"):
         evaluate_vipseg(results, gt)
     (results / "pred.json").write_text(json.dumps({"annotations": []}))
     with pytest.raises(DevaError, match=r"pred\.json: no predictions for video 'blackswan'"):
@@ -187,13 +188,15 @@ def make_burst(davis_root: Path, root: Path, *, drop_track: str | None = None) -
         gt_frames, pred_frames = [], []
         for mask in masks:
             tracks = burst_tracks(mask)
-            gt_frames.append({k: {"rle": rle_encode(m), "is_gt": True} for k, m in tracks.items()})
+            gt_frames.append(
+                {k: {"rle": encode_counts(m), "is_gt": True} for k, m in tracks.items()}
+            )
             pred_frames.append(
-                {str(10 + int(k)): {"rle": rle_encode(m), "score": 0.9}
+                {str(10 + int(k)): {"rle": encode_counts(m), "score": 0.9}
                  for k, m in tracks.items() if k != drop_track}
             )  # fmt: skip
         # The results have one extra (unannotated) frame, which must be skipped.
-        pred_frames.append({"11": {"rle": rle_encode(masks[0]), "score": 0.5}})
+        pred_frames.append({"11": {"rle": encode_counts(masks[0]), "score": 0.5}})
         gt["sequences"].append(
             {
                 **base,
@@ -268,7 +271,7 @@ def test_burst_malformed_inputs_name_the_file(davis_root: Path, tmp_path: Path) 
         DevaError, match=r"pred\.json \(sequence DAVIS/blackswan\), image frame0001"
     ):
         evaluate_burst(pred, gt)
-    short = rle_encode(np.ones((3, 3), dtype=bool))
+    short = encode_counts(np.ones((3, 3), dtype=bool))
     broken(lambda d: d["sequences"][0]["segmentations"][0]["11"].update(rle=short))
     with pytest.raises(DevaError, match="covers 9 pixels"):
         evaluate_burst(pred, gt)
@@ -279,7 +282,7 @@ def test_burst_malformed_inputs_name_the_file(davis_root: Path, tmp_path: Path) 
     with pytest.raises(DevaError, match=r"pred\.json: no sequence matches"):
         evaluate_burst(pred, gt)
     pred.write_text("[1, 2")
-    with pytest.raises(DevaError, match=r"pred\.json: not valid JSON"):
+    with pytest.raises(DevaError, match=r"pred\.json: malformed JSON"):
         evaluate_burst(pred, gt)
     gt.write_text(json.dumps({"videos": []}))
     with pytest.raises(DevaError, match=r"gt\.json: not the BURST layout"):

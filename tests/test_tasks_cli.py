@@ -329,3 +329,18 @@ def test_missing_soft_mask_names_the_file(davis_root, tmp_path, task):
     result = run(task, images, "-o", tmp_path / "out", "--masks", masks)
     assert result.exit_code == 2
     assert "00000.png" in result.output and "missing" in result.output
+
+
+@pytest.mark.parametrize(
+    ("task", "option"),
+    [("vipseg", "--clip-size"), ("davis17-unsup", "--detect-every"), ("burst", "--max-missed")],
+)
+def test_bad_tracker_option_is_one_line_not_a_traceback(tmp_path, task, option):
+    images, dets = tmp_path / "images", tmp_path / "dets"
+    images.mkdir()
+    dets.mkdir()
+    args = ["run-task", task, str(images), "-o", str(tmp_path / "out")]
+    result = CliRunner().invoke(app, [*args, "--detections", str(dets), option, "-1"])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and result.output.count("error:") == 1
+    assert option.strip("-").replace("-", "_") in result.output

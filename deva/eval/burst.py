@@ -26,7 +26,6 @@ tests the negative / not-exhaustive category lists against class id 1; deva does
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,8 @@ import numpy as np
 
 from deva.errors import DevaError
 from deva.eval.hota import HotaFrame, HotaStats, combine, hota_stats
+from deva.io import rle
+from deva.io.json_file import read_json
 
 SPLITS: tuple[str, ...] = ("all", "common", "uncommon")
 
@@ -135,14 +136,11 @@ def evaluate_burst(
     max_detections: int = 300,
 ) -> BurstReport:
     """Score a BURST-layout results JSON against the BURST gt JSON (open-world protocol)."""
-    try:
-        from pycocotools import mask as mask_utils
-    except ImportError as err:
-        raise DevaError("BURST evaluation needs pycocotools: pip install 'deva[eval]'") from err
+    mask_utils = rle.mask_api("BURST evaluation", extra="eval")
 
     results_file, gt_file = Path(results_file), Path(gt_file)
-    gt = _sequences(_load_json(gt_file), gt_file)
-    pred = _sequences(_load_json(results_file), results_file)
+    gt = _sequences(read_json(gt_file), gt_file)
+    pred = _sequences(read_json(results_file), results_file)
     pred_by_key = {_key(s, results_file): s for s in pred}
     gt_keys = [_key(s, gt_file) for s in gt]
     if not gt:
@@ -213,16 +211,6 @@ def evaluate_burst(
     return BurstReport(tuple(scores))
 
 
-def _load_json(path: Path) -> Any:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError as err:
-        raise DevaError(f"{path}: file not found") from err
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DevaError(f"{path}: not valid JSON ({err})") from err
-
-
 def _sequences(data: Any, path: Path) -> list[dict]:
     if not isinstance(data, dict) or not isinstance(data.get("sequences"), list):
         raise DevaError(f"{path}: not the BURST layout (needs a top-level 'sequences' list)")
@@ -291,42 +279,7 @@ def _rle(det: dict, height: int, width: int, where: str, tid: str) -> dict:
     counts = det.get("rle")
     if not isinstance(counts, str):
         raise DevaError(f"{where}: track {tid} needs an 'rle' string (COCO compressed counts)")
-    total = sum(_rle_runs(counts, where, tid))
+    total = sum(rle.decode_runs(counts, f"{where}: track {tid}'s RLE"))
     if total != height * width:
         raise DevaError(f"{where}: track {tid}'s RLE covers {total} pixels, not {height}x{width}")
     return {"counts": counts, "size": [height, width]}
-
-
-def _rle_runs(counts: str, where: str, tid: str) -> list[int]:
-    """Run lengths of a COCO compressed RLE string (checked here: pycocotools does not check
-    and can loop forever on a malformed one)."""
-    runs: list[int] = []
-    pos = 0
-    while pos < len(counts):
-        value, shift, more = 0, 0, True
-        while more:
-            if pos >= len(counts):
-                raise DevaError(f"{where}: track {tid}'s RLE string ends inside a number")
-            c = ord(counts[pos]) - 48
-            if not 0 <= c < 64:
-                raise DevaError(f"{where}: track {tid}'s RLE has an invalid character")
-            value |= (c & 0x1F) << (5 * shift)
-            more = bool(c & 0x20)
-            pos += 1
-            shift += 1
-            if not more and c & 0x10:
-                value |= -1 << (5 * shift)
-        if len(runs) > 2:
-            value += runs[-2]
-        if value < 0:
-            raise DevaError(f"{where}: track {tid}'s RLE has a negative run length")
-        runs.append(value)
-    return runs
-
-
-def rle_encode(mask: np.ndarray) -> str:
-    """COCO compressed RLE counts (utf-8) of an (H, W) mask, as BURST stores them."""
-    from pycocotools import mask as mask_utils
-
-    rle = mask_utils.encode(np.asfortranarray(np.asarray(mask, dtype=np.uint8)))
-    return rle["counts"].decode("utf-8")

@@ -25,7 +25,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from deva.errors import DevaError
-from deva.eval.vpq import compact_ids
+from deva.eval.vpq import joint_counts
 
 ALPHAS = np.arange(0.05, 0.99, 0.05)
 """The 19 IoU thresholds HOTA is averaged over."""
@@ -173,12 +173,7 @@ def id_map_frames(gt: np.ndarray, pred: np.ndarray) -> list[HotaFrame]:
         )
     frames = []
     for g_map, p_map in zip(gt, pred, strict=True):
-        g_vals, g_idx = compact_ids(g_map)
-        p_vals, p_idx = compact_ids(p_map)
-        joint = np.bincount(
-            g_idx.ravel().astype(np.int64) * len(p_vals) + p_idx.ravel(),
-            minlength=len(g_vals) * len(p_vals),
-        ).reshape(len(g_vals), len(p_vals))
+        g_vals, p_vals, joint = joint_counts(g_map, p_map)
         g_keep, p_keep = g_vals != 0, p_vals != 0
         inter = joint[np.ix_(g_keep, p_keep)].astype(np.float64)
         g_area = joint[g_keep].sum(axis=1)

@@ -27,7 +27,6 @@ thing, count as crowd in deeplab2's STQ); gt segments with ``iscrowd`` get insta
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -47,6 +46,7 @@ from deva.eval.vpq import (
     VPQResult,
     vpq_from_table,
 )
+from deva.io.json_file import read_json
 from deva.io.masks import read_id_png
 
 
@@ -148,12 +148,12 @@ def evaluate_vipseg(
         raise DevaError(f"{gt_dir}: ground-truth folder not found")
     masks_dir = gt_dir / "panomasksRGB" if (gt_dir / "panomasksRGB").is_dir() else gt_dir
     gt_json_path = Path(gt_json) if gt_json is not None else _find_gt_json(gt_dir)
-    gt = _load_json(gt_json_path)
+    gt = read_json(gt_json_path)
     things = _categories(gt, gt_json_path)
     gt_videos = _gt_videos(gt, gt_json_path)
 
     pred_json_path = results_dir / "pred.json"
-    pred_frames = _pred_annotations(_load_json(pred_json_path), pred_json_path)
+    pred_frames = _pred_annotations(read_json(pred_json_path), pred_json_path)
     pan_pred = results_dir / "pan_pred"
     if not pan_pred.is_dir():
         raise DevaError(f"{pan_pred}: prediction PNG folder not found")
@@ -210,16 +210,6 @@ def _find_gt_json(gt_dir: Path) -> Path:
     raise DevaError(
         f"{gt_dir}: no panoptic_gt_VIPSeg_*.json found here or in the parent; pass --gt-json"
     )
-
-
-def _load_json(path: Path) -> Any:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError as err:
-        raise DevaError(f"{path}: file not found") from err
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DevaError(f"{path}: not valid JSON ({err})") from err
 
 
 def _categories(gt: Any, path: Path) -> dict[int, bool]:

@@ -136,6 +136,18 @@ def compact_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return values, np.searchsorted(values, ids)
 
 
+def joint_counts(gt: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(gt values, predicted values, pixel count of every (gt, predicted) value pair) of two
+    id maps of one shape; the counts are a (len(gt values), len(predicted values)) table."""
+    g_vals, g_idx = compact_ids(gt)
+    p_vals, p_idx = compact_ids(pred)
+    joint = np.bincount(
+        g_idx.ravel().astype(np.int64) * len(p_vals) + p_idx.ravel(),
+        minlength=len(g_vals) * len(p_vals),
+    ).reshape(len(g_vals), len(p_vals))
+    return g_vals, p_vals, joint
+
+
 class PairTable:
     """Pixel counts of every (gt id, predicted id) pair per frame, with prefix sums over time,
     so a window of any length is summed in O(1) frames. Built once per video."""
@@ -153,12 +165,7 @@ class PairTable:
             if shape is not None and gt.shape != shape:
                 raise DevaError(f"frame {t}: size {gt.shape} differs from frame 0 {shape}")
             shape = gt.shape
-            g_vals, g_idx = compact_ids(gt)
-            p_vals, p_idx = compact_ids(pred)
-            joint = np.bincount(
-                g_idx.ravel().astype(np.int64) * len(p_vals) + p_idx.ravel(),
-                minlength=len(g_vals) * len(p_vals),
-            ).reshape(len(g_vals), len(p_vals))
+            g_vals, p_vals, joint = joint_counts(gt, pred)
             rows, cols = np.nonzero(joint)
             per_frame.append((g_vals[rows], p_vals[cols], joint[rows, cols]))
         if not per_frame:

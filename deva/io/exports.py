@@ -20,6 +20,7 @@ import numpy as np
 from scipy import ndimage
 
 from deva.errors import DevaError
+from deva.io import rle
 from deva.io.atomic import atomic_path
 from deva.io.masks import read_id_png
 from deva.io.writer import ANNOTATIONS, INCOMPLETE_ANNOTATIONS
@@ -170,7 +171,6 @@ def to_coco(runs: Sequence[TrackingRun]) -> dict[str, Any]:
     per-frame ``segmentations`` (COCO compressed RLE, utf-8 counts; None where the object is
     absent), ``areas`` and ``bboxes`` ([x, y, w, h]). Annotation ids run over all videos;
     ``deva_id`` keeps the track's id in its own run."""
-    mask_api = _pycocotools()
     names, unknown = _categories([t for run in runs for t in run.tracks.values()])
     videos: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
@@ -198,10 +198,8 @@ def to_coco(runs: Sequence[TrackingRun]) -> dict[str, Any]:
                     row["areas"].append(None)
                     row["bboxes"].append(None)
                     continue
-                mask = np.asfortranarray((frame.ids == object_id).astype(np.uint8))
-                rle = mask_api.encode(mask)
-                rle["counts"] = rle["counts"].decode("ascii")
-                row["segmentations"].append(rle)
+                mask = frame.ids == object_id
+                row["segmentations"].append(rle.encode(mask))
                 row["areas"].append(int(mask.sum()))
                 row["bboxes"].append(list(box))
         for object_id, row in rows.items():
@@ -240,7 +238,6 @@ def mots_lines(run: TrackingRun) -> Iterator[str]:
     MOTSChallenge txt). class_id is the track's category id (unknown: 1); object_id is
     class_id * 1000 + the deva id, or + 1, 2, ... in order of first appearance when some deva
     id is 1000 or more. Frames count from 0, as the frame indices of the run."""
-    mask_api = _pycocotools()
     tracks = run.tracks
     instance = _mots_instances(run)
     classes = {}
@@ -249,8 +246,7 @@ def mots_lines(run: TrackingRun) -> Iterator[str]:
         classes[object_id] = category if category is not None and category > 0 else 1
     for frame in run.frames():
         for object_id in sorted(_boxes(frame, run)):
-            mask = np.asfortranarray((frame.ids == object_id).astype(np.uint8))
-            counts = mask_api.encode(mask)["counts"].decode("ascii")
+            counts = rle.encode_counts(frame.ids == object_id)
             class_id = classes[object_id]
             mots_id = class_id * MOTS_CLASS_FACTOR + instance[object_id]
             yield f"{frame.index} {mots_id} {class_id} {run.height} {run.width} {counts}"
@@ -421,13 +417,3 @@ def _boxes(frame: RunFrame, run: TrackingRun) -> dict[int, tuple[int, int, int, 
 
 def _get(track: Track | None, attribute: str) -> Any:
     return getattr(track, attribute) if track is not None else None
-
-
-def _pycocotools() -> Any:
-    try:
-        from pycocotools import mask
-    except ImportError as err:
-        raise DevaError(
-            'the coco and mots exports need pycocotools: pip install "deva[export]"'
-        ) from err
-    return mask

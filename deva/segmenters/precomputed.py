@@ -11,7 +11,6 @@ Layout of ``root`` (one video):
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from deva.errors import DevaError
+from deva.io.json_file import read_json
 from deva.io.masks import read_id_png
 from deva.types import Segmentation, SegmentInfo
 
@@ -90,7 +90,7 @@ class PrecomputedSegmenter:
             json_path = self.root / f"{png.stem}.json"
         if not json_path.is_file():
             return None
-        return parse_segments_info(_load_json(json_path), json_path)
+        return parse_segments_info(read_json(json_path), json_path)
 
     def _nth_png(self, frame_index: int) -> str:
         if self._pngs is None:
@@ -147,7 +147,7 @@ def read_dataset_meta(path: str | Path) -> dict[str, list[Any]]:
     """Every video's per-frame segment lists from a dataset-level ``pred.json``
     (``{"annotations": [{"video_id", "annotations": [...]}]}``), read once for all videos."""
     path = Path(path)
-    raw = _load_json(path)
+    raw = read_json(path)
     videos = raw.get("annotations") if isinstance(raw, dict) else None
     if not isinstance(videos, list):
         raise DevaError(f"{path}: expected {{'annotations': [{{'video_id', 'annotations'}}]}}")
@@ -164,7 +164,7 @@ def _read_global_meta(path: Path, *, video_name: str) -> list[Any] | None:
     """Per-frame segment lists of this video from a global ``pred.json``, or None if absent."""
     if not path.is_file():
         return None
-    raw = _load_json(path)
+    raw = read_json(path)
     videos = raw.get("annotations") if isinstance(raw, dict) else None
     if not isinstance(videos, list) or not videos:
         raise DevaError(f"{path}: expected {{'annotations': [{{'video_id', 'annotations'}}]}}")
@@ -184,15 +184,6 @@ def _read_global_meta(path: Path, *, video_name: str) -> list[Any] | None:
     if not isinstance(frames, list):
         raise DevaError(f"{path}: video {video_name!r} has no 'annotations' list")
     return frames
-
-
-def _load_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise DevaError(f"{path}: malformed JSON (line {err.lineno}: {err.msg})") from err
-    except (OSError, UnicodeDecodeError) as err:
-        raise DevaError(f"{path}: cannot read ({err})") from err
 
 
 def _is_finite_number(value: object) -> bool:

@@ -170,17 +170,9 @@ def tiny_mask2former(folder: str | Path, *, seed: int = 0) -> Path:
     )
 
     config = transformers.Mask2FormerConfig(
-        backbone_config=_tiny_swin(transformers, ["stage1", "stage2", "stage3", "stage4"]),
         feature_size=32,
         mask_feature_size=32,
-        hidden_dim=32,
-        encoder_feedforward_dim=32,
-        dim_feedforward=32,
-        encoder_layers=1,
-        decoder_layers=2,
-        num_attention_heads=2,
-        num_queries=10,
-        **_labels(),
+        **_tiny_universal(transformers),
     )
     config.thing_ids = list(PANOPTIC_THINGS)
     torch.manual_seed(seed)
@@ -208,21 +200,13 @@ def tiny_oneformer(folder: str | Path, *, seed: int = 0) -> Path:
     (folder / "class_info.json").write_text(json.dumps(class_info), encoding="utf-8")
     tokenizer = _clip_tokenizer()
     config = transformers.OneFormerConfig(
-        backbone_config=_tiny_swin(transformers, ["stage1", "stage2", "stage3", "stage4"]),
-        num_queries=10,
         conv_dim=32,
         mask_dim=32,
-        hidden_dim=32,
-        encoder_feedforward_dim=32,
-        dim_feedforward=32,
-        encoder_layers=1,
-        decoder_layers=2,
         query_dec_layers=1,
-        num_attention_heads=2,
         text_encoder_width=32,
         text_encoder_num_layers=1,
         text_encoder_vocab_size=len(tokenizer),
-        **_labels(),
+        **_tiny_universal(transformers),
     )
     torch.manual_seed(seed)
     model = transformers.OneFormerForUniversalSegmentation(config).eval()
@@ -269,6 +253,22 @@ def tiny_eomt(folder: str | Path, *, seed: int = 0) -> Path:
 PANOPTIC_LABELS = ("person", "dog", "car", "sky", "grass", "road")
 PANOPTIC_THINGS = (0, 1, 2)
 """The tiny panoptic models' labels and which of them are things."""
+
+
+def _tiny_universal(transformers: object) -> dict[str, object]:
+    """The sizes Mask2Former and OneFormer share (Swin backbone, 32-wide 1+2-layer pixel and
+    transformer decoders, 10 queries) and the panoptic labels."""
+    return {
+        "backbone_config": _tiny_swin(transformers, ["stage1", "stage2", "stage3", "stage4"]),
+        "hidden_dim": 32,
+        "encoder_feedforward_dim": 32,
+        "dim_feedforward": 32,
+        "encoder_layers": 1,
+        "decoder_layers": 2,
+        "num_attention_heads": 2,
+        "num_queries": 10,
+        **_labels(),
+    }
 
 
 def _labels() -> dict[str, dict]:

@@ -15,16 +15,17 @@ Output: ``OUT/<dataset>/<seq>/<frame>.png`` (RGB ids) and ``OUT/<dataset>/<seq>/
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from deva.config import TrackerConfig
 from deva.errors import DevaError
+from deva.io import rle
 from deva.io.atomic import ensure_writable_dir
+from deva.io.json_file import read_json
 from deva.propagation.base import Propagator
 from deva.tasks.dataset import Detections, Progress, open_video, track_videos
-from deva.tasks.outputs import coco_rle, write_json, write_rgb_ids
+from deva.tasks.outputs import write_json, write_rgb_ids
 from deva.types import FrameResult
 
 __all__ = ["MERGED", "merge_burst", "read_gt_sequences", "run_burst"]
@@ -77,7 +78,7 @@ def _frame_record(file_name: str, result: FrameResult) -> dict[str, Any]:
             "id": obj.id,
             "score": obj.score,
             "category_id": obj.category_id,
-            "rle": coco_rle(result.ids == obj.id),
+            "rle": rle.encode(result.ids == obj.id),
         }
         for obj in result.objects
         if obj.area > 0
@@ -88,7 +89,7 @@ def _frame_record(file_name: str, result: FrameResult) -> dict[str, Any]:
 def read_gt_sequences(gt_json: str | Path) -> list[dict[str, Any]]:
     """The ``sequences`` of a BURST annotation file, checked for the keys we use."""
     path = Path(gt_json)
-    return _checked_sequences(_load(path), path)
+    return _checked_sequences(read_json(path), path)
 
 
 def _checked_sequences(raw: Any, path: Path) -> list[dict[str, Any]]:
@@ -114,7 +115,7 @@ def merge_burst(gt_json: str | Path, results: str | Path, output: str | Path) ->
     than are annotated; an annotated frame with no result is an error.
     """
     gt_path, results = Path(gt_json), Path(results)
-    merged = _load(gt_path)
+    merged = read_json(gt_path)
     for sequence in _checked_sequences(merged, gt_path):
         pred_path = results / sequence["dataset"] / sequence["seq_name"] / "pred.json"
         frames = _prediction_frames(pred_path)
@@ -141,7 +142,7 @@ def merge_burst(gt_json: str | Path, results: str | Path, output: str | Path) ->
 
 
 def _prediction_frames(path: Path) -> dict[str, list[dict[str, Any]]]:
-    raw = _load(path)
+    raw = read_json(path)
     frames = raw.get("segmentations") if isinstance(raw, dict) else None
     if not isinstance(frames, list):
         raise DevaError(f"{path}: expected {{'segmentations': [...]}} (deva's BURST output)")
@@ -155,14 +156,3 @@ def _prediction_frames(path: Path) -> dict[str, list[dict[str, Any]]]:
         except (KeyError, TypeError) as err:
             raise DevaError(f"{path}: frame {position} is malformed (missing {err})") from None
     return out
-
-
-def _load(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as err:
-        raise DevaError(f"{path}: file not found") from err
-    except json.JSONDecodeError as err:
-        raise DevaError(f"{path}: malformed JSON (line {err.lineno}: {err.msg})") from err
-    except (OSError, UnicodeDecodeError) as err:
-        raise DevaError(f"{path}: cannot read ({err})") from err

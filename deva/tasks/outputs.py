@@ -1,5 +1,6 @@
-"""Benchmark output encodings (spec §4.5): RGB id PNGs, 0/255 PNGs, palette PNGs, COCO RLE,
-JSON; every file written atomically. Also a compact in-memory id map for two-pass tasks."""
+"""Benchmark output encodings (spec §4.5): RGB id PNGs, 0/255 PNGs, palette PNGs, JSON (COCO
+RLE: ``deva.io.rle``); every file written atomically. Also a compact in-memory id map for
+two-pass tasks."""
 
 from __future__ import annotations
 
@@ -47,16 +48,6 @@ def write_binary(path: str | Path, mask: np.ndarray) -> None:
 def write_json(path: str | Path, value: Any) -> None:
     with atomic_path(path) as temp:
         temp.write_text(json.dumps(value), encoding="utf-8")
-
-
-def coco_rle(mask: np.ndarray) -> dict[str, Any]:
-    """COCO run-length encoding of a bool (H, W) mask: {"size": [H, W], "counts": str}."""
-    try:
-        from pycocotools import mask as mask_utils
-    except ImportError as err:  # pragma: no cover - depends on the environment
-        raise DevaError("COCO RLE output needs pycocotools: pip install 'deva[export]'") from err
-    encoded = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    return {"size": [int(v) for v in encoded["size"]], "counts": encoded["counts"].decode("utf-8")}
 
 
 @dataclass(frozen=True)

@@ -164,16 +164,8 @@ def run_ref_davis(
     for video, soft in jobs:
         folder = ensure_writable_dir(output / video.name)
         name = video.frames.name
-        for index, probs in track_associated(
-            video,
-            lambda i, soft=soft, name=name: soft.masks(name(i), soft.objects),
-            propagator,
-            num_samples=num_samples,
-            score=None
-            if soft.scores is None
-            else lambda i, soft=soft, name=name: soft.score(name(i), soft.objects),
-            size=size,
-        ):
+        tracked = _track_soft(video, soft, soft.objects, propagator, num_samples, size)
+        for index, probs in tracked:
             write_palette_ids(folder / f"{name(index)}.png", np.argmax(probs, axis=0))
             done += 1
             if progress is not None:
@@ -211,17 +203,8 @@ def run_ref_youtube(
         name = video.frames.name
         for expression in soft.objects:
             folder = ensure_writable_dir(output / "Annotations" / video.name / expression)
-            objects = (expression,)
-            for index, probs in track_associated(
-                video,
-                lambda i, soft=soft, name=name, objects=objects: soft.masks(name(i), objects),
-                propagator,
-                num_samples=num_samples,
-                score=None
-                if soft.scores is None
-                else lambda i, soft=soft, name=name, objects=objects: soft.score(name(i), objects),
-                size=size,
-            ):
+            tracked = _track_soft(video, soft, (expression,), propagator, num_samples, size)
+            for index, probs in tracked:
                 path = folder / f"{name(index)}.png"
                 write_binary(path, np.argmax(probs, axis=0) == 1)
                 written.append(path)
@@ -231,6 +214,26 @@ def run_ref_youtube(
     if zip_output:
         write_zip(output / SUBMISSION, output, sorted(written))
     return done
+
+
+def _track_soft(
+    video: Video,
+    soft: SoftMaskVideo,
+    objects: Sequence[str],
+    propagator: Propagator,
+    num_samples: int,
+    size: int,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """``track_associated`` over these objects' soft masks, scored when the video has scores."""
+    name = video.frames.name
+    return track_associated(
+        video,
+        lambda i: soft.masks(name(i), objects),
+        propagator,
+        num_samples=num_samples,
+        score=None if soft.scores is None else lambda i: soft.score(name(i), objects),
+        size=size,
+    )
 
 
 def write_zip(archive: Path, root: Path, files: Sequence[Path]) -> None:

@@ -1,0 +1,58 @@
+"""COCO run-length encoding: masks to COCO compressed RLE (via pycocotools) and the counts
+strings back to run lengths, checked (pycocotools does not check them and can loop forever on
+a malformed one). One place for the exports, the task runners and the BURST evaluator."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from deva.errors import DevaError
+
+
+def mask_api(purpose: str = "COCO RLE output", extra: str = "export") -> Any:
+    """pycocotools' ``mask`` module; without it, a DevaError naming the extra that installs it."""
+    try:
+        from pycocotools import mask
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise DevaError(f"{purpose} needs pycocotools: pip install 'deva[{extra}]'") from err
+    return mask
+
+
+def encode(mask: np.ndarray) -> dict[str, Any]:
+    """COCO RLE of an (H, W) mask (nonzero = on): ``{"size": [H, W], "counts": str}``."""
+    encoded = mask_api().encode(np.asfortranarray(np.asarray(mask, dtype=np.uint8)))
+    return {"size": [int(v) for v in encoded["size"]], "counts": encoded["counts"].decode("utf-8")}
+
+
+def encode_counts(mask: np.ndarray) -> str:
+    """Only the compressed counts string of ``encode`` (what BURST and MOTS store)."""
+    return encode(mask)["counts"]
+
+
+def decode_runs(counts: str, what: str = "RLE") -> list[int]:
+    """Run lengths (0s first, then alternating) of a COCO compressed counts string; ``what``
+    names the string in the DevaError a malformed one raises."""
+    runs: list[int] = []
+    pos = 0
+    while pos < len(counts):
+        value, shift, more = 0, 0, True
+        while more:
+            if pos >= len(counts):
+                raise DevaError(f"{what} string ends inside a number")
+            c = ord(counts[pos]) - 48
+            if not 0 <= c < 64:
+                raise DevaError(f"{what} has an invalid character")
+            value |= (c & 0x1F) << (5 * shift)
+            more = bool(c & 0x20)
+            pos += 1
+            shift += 1
+            if not more and c & 0x10:
+                value |= -1 << (5 * shift)
+        if len(runs) > 2:
+            value += runs[-2]
+        if value < 0:
+            raise DevaError(f"{what} has a negative run length")
+        runs.append(value)
+    return runs
