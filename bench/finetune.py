@@ -163,7 +163,8 @@ def table(result: dict) -> str:
         f"every {s.every}th frame of the train clips) + stage 3 {s.iterations} iterations "
         f"({s.video_frames}-frame clips), batch {s.batch_size}, {s.size}×{s.size} crops, AdamW "
         f"lr {s.lr:g} (×0.1 at 80 %), seed {s.seed}; **{result['train_seconds'] / 60:.1f} min** "
-        f"of CPU training. The network tracks at a {NETWORK_SIZE} px short side."
+        "of training (wall time, CPU, 2 threads, data loading included). The network tracks at a "
+        f"{NETWORK_SIZE} px short side; the flow rows equal the VOS section's."
     )
     return "\n".join(lines)
 

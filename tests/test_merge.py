@@ -129,6 +129,27 @@ def test_paint_smaller_wins_overlaps():
     np.testing.assert_array_equal(canvas, grid(["111", "122", "111"]))
 
 
+def test_paint_detections_beat_a_smaller_unconfirmed_object():
+    # A stale object 1 (3 px, not re-detected) lies on a detected new segment 4 (6 px): the
+    # segment, backed by this frame's detection, keeps all its pixels; object 1 keeps the rest.
+    propagated = grid(
+        [
+            "1..",
+            "11.",
+            "...",
+        ]
+    )
+    det = grid(
+        [
+            "444",
+            "444",
+            "...",
+        ]
+    )
+    canvas = paint(propagated, {1: None}, seg(det), [], {4: 2})
+    np.testing.assert_array_equal(canvas, grid(["222", "222", "..."]))
+
+
 def test_paint_things_beat_stuff_whatever_the_area():
     # A big thing (9 px) overlaps a small stuff segment (2 px): things are painted after stuff.
     propagated = grid(
