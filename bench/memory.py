@@ -112,24 +112,48 @@ def peak_rss_mib() -> float:
 
 
 def measure(
-    lengths: tuple[int, ...], combos: tuple[tuple[str, str], ...]
+    lengths: tuple[int, ...], combos: tuple[tuple[str, str], ...], parallel: int = 3
 ) -> list[dict[str, object]]:
-    """One fresh process per (propagator, mode, length)."""
-    rows = []
-    for propagator, mode in combos:
-        for length in lengths:
-            with tempfile.TemporaryDirectory() as scratch:
-                out = subprocess.run(
-                    [sys.executable, "-m", "bench.memory", str(length), propagator, mode, scratch],
-                    check=True,
-                    capture_output=True,
-                    text=True,
-                    cwd=ROOT,
-                    env={**os.environ, "OMP_NUM_THREADS": "1"},
-                )
-                rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-                print(rows[-1], file=sys.stderr, flush=True)
-    return rows
+    """One fresh process per (propagator, mode, length), ``parallel`` at a time (peak RSS is
+    per process, so running them side by side changes only the frames/s)."""
+    jobs = [(p, m, n) for p, m in combos for n in lengths]
+    with tempfile.TemporaryDirectory() as scratch:
+        running: list[tuple[int, subprocess.Popen]] = []
+        results: dict[int, dict[str, object]] = {}
+        longest_first = sorted(range(len(jobs)), key=lambda i: -jobs[i][2])
+        for index in longest_first:
+            propagator, mode, length = jobs[index]
+            while len(running) >= parallel:
+                _collect(running, results)
+            out = str(Path(scratch) / str(index))
+            command = [sys.executable, "-m", "bench.memory", str(length), propagator, mode, out]
+            process = subprocess.Popen(
+                command,
+                stdout=subprocess.PIPE,
+                text=True,
+                cwd=ROOT,
+                env={**os.environ, "OMP_NUM_THREADS": "1"},
+            )
+            running.append((index, process))
+        while running:
+            _collect(running, results)
+    return [results[i] for i in range(len(jobs))]
+
+
+def _collect(running: list, results: dict[int, dict[str, object]]) -> None:
+    """Wait for the first of the running jobs to end and keep its row."""
+    while True:
+        for entry in running:
+            index, process = entry
+            if process.poll() is not None:
+                running.remove(entry)
+                stdout = process.stdout.read() if process.stdout else ""
+                if process.returncode:
+                    raise RuntimeError(f"bench.memory job {index} failed ({process.returncode})")
+                results[index] = json.loads(stdout.strip().splitlines()[-1])
+                print(results[index], file=sys.stderr, flush=True)
+                return
+        time.sleep(1)
 
 
 def kill_resume_loop(num_frames: int = 1000, kills: int = 20, seed: int = 0) -> dict[str, object]:
