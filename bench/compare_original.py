@@ -278,11 +278,16 @@ def time_original(original, theirs, images, mask, memory: MemoryConfig) -> dict[
         _timed(net, "segment", stages, "decoding"),
         _timed(net, "encode_mask", stages, "mask encoding"),
     ):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for tensor in inputs:
             core.step(tensor)
-        total = time.perf_counter() - start
-    return {"total": total / len(inputs), **{k: v / len(inputs) for k, v in stages.items()}}
+        total, cpu = time.perf_counter() - start, time.process_time() - cpu
+    frames = len(inputs)
+    return {
+        "total": total / frames,
+        "cpu": cpu / frames,
+        **{k: v / frames for k, v in stages.items()},
+    }
 
 
 @torch.inference_mode()
@@ -308,12 +313,13 @@ def time_deva(
             _timed(net, "segment", stages, "decoding"),
             _timed(net, "encode_mask", stages, "mask encoding"),
         ):
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             for image in images[1:]:
                 outputs.append(propagator.propagate(image))
-            total = time.perf_counter() - start
+            total, cpu = time.perf_counter() - start, time.process_time() - cpu
     frames = len(images) - 1
-    return {"total": total / frames, **{k: v / frames for k, v in stages.items()}}, outputs
+    timing = {"total": total / frames, "cpu": cpu / frames}
+    return {**timing, **{k: v / frames for k, v in stages.items()}}, outputs
 
 
 def _bf16() -> AbstractContextManager:

@@ -5,7 +5,8 @@ The aim: weights that let the tracking checks of the propagator contract suite
 ``deva.train.trainer.train`` (stage 3 only) on clips like the suite's scenes and ``deva.demo``:
 a textured, slowly panning background; textured shapes sliding over it; plain regions of the
 background moving with the camera (the suite's "static" and "third" objects are such regions,
-with no edge of their own). On a shared 2-core CPU the default run goes at ~0.2 it/s.
+with no edge of their own). Run it with OMP_NUM_THREADS=1: ~3.5 it/s on a 2-core CPU, while
+2 threads on a busy machine fell to ~0.2 it/s.
 
 Usage: python -m bench.train_test_weights [-o OUT.pth] [--run-dir D [--resume]] [--device auto]
 (defaults: tiny network, 1500 iterations of batch 4, 6-frame 96x128 clips, lr 2e-3)
