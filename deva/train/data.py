@@ -24,6 +24,7 @@ from __future__ import annotations
 import bisect
 import logging
 import random
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,7 +114,7 @@ class _BadFile(DevaError):
         self.path = path
 
 
-class _TrainingDataset(Dataset[Item]):
+class _TrainingDataset(Dataset[Item], ABC):
     """Shared machinery: seeding, epoch / max-skip state, and skipping bad files."""
 
     root: Path
@@ -150,13 +151,13 @@ class _TrainingDataset(Dataset[Item]):
         self.epoch = 0
         self._reported: set[Path] = set()
 
-    def _count(self) -> int:
-        raise NotImplementedError
+    @abstractmethod
+    def _count(self) -> int: ...
 
+    @abstractmethod
     def _build(self, index: int, rng: np.random.Generator, max_skip: int | None) -> Item | None:
         """The item for ``index`` (already reduced modulo the unique count), None if no try gave
         an object in the first frame; raises ``_BadFile``."""
-        raise NotImplementedError
 
     def __len__(self) -> int:
         return self._count() * self.repeat
