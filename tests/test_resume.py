@@ -153,15 +153,24 @@ def test_cli_killed_three_times_resumes_to_identical_outputs(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run([*base, "-o", str(tmp_path / "full")], check=True, env=env, capture_output=True)
     rng = np.random.default_rng(7)
+    masks = tmp_path / "part" / "masks"
+
+    def written() -> int:
+        return len(list(masks.glob("*.png"))) if masks.is_dir() else 0
+
     kills = 0
     for _ in range(3):
+        # Kill after a random number of new frames, not after a random time: on a fast machine a
+        # timed kill can land after the run has already finished.
+        target = written() + int(rng.integers(25, 60))
         process = subprocess.Popen(
             [*base, "-o", str(tmp_path / "part"), "--resume"],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        time.sleep(rng.uniform(2.0, 6.0))
+        while process.poll() is None and written() < target:
+            time.sleep(0.005)
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)
             kills += 1
@@ -170,7 +179,7 @@ def test_cli_killed_three_times_resumes_to_identical_outputs(tmp_path):
         [*base, "-o", str(tmp_path / "part"), "--resume"], env=env, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
-    assert kills >= 1
+    assert kills == 3
     names = sorted(os.listdir(tmp_path / "full" / "masks"))
     assert len(names) == 300
     for name in names:
