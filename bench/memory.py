@@ -112,19 +112,33 @@ def peak_rss_mib() -> float:
 
 
 def measure(
-    lengths: tuple[int, ...], combos: tuple[tuple[str, str], ...], parallel: int = 3
+    lengths: tuple[int, ...],
+    combos: tuple[tuple[str, str], ...],
+    parallel: int = 3,
+    rows_file: Path | None = None,
 ) -> list[dict[str, object]]:
     """One fresh process per (propagator, mode, length), ``parallel`` at a time (peak RSS is
-    per process, so running them side by side changes only the frames/s)."""
+    per process, so running them side by side changes only the frames/s).
+
+    With ``rows_file`` (JSON lines), each finished row is appended as soon as it ends and rows
+    already there are reused: a 10,000-frame job takes most of an hour, and a session that ends
+    mid-bench must not lose the rows it finished. Delete the file to measure everything again.
+    """
     jobs = [(p, m, n) for p, m in combos for n in lengths]
+    cached = _read_rows(rows_file)
     with tempfile.TemporaryDirectory() as scratch:
         running: list[tuple[int, subprocess.Popen]] = []
         results: dict[int, dict[str, object]] = {}
-        longest_first = sorted(range(len(jobs)), key=lambda i: -jobs[i][2])
+        for index, job in enumerate(jobs):
+            if job in cached:
+                results[index] = cached[job]
+        longest_first = sorted(
+            (i for i in range(len(jobs)) if i not in results), key=lambda i: -jobs[i][2]
+        )
         for index in longest_first:
             propagator, mode, length = jobs[index]
             while len(running) >= parallel:
-                _collect(running, results)
+                _collect(running, results, rows_file)
             out = str(Path(scratch) / str(index))
             command = [sys.executable, "-m", "bench.memory", str(length), propagator, mode, out]
             process = subprocess.Popen(
@@ -136,11 +150,20 @@ def measure(
             )
             running.append((index, process))
         while running:
-            _collect(running, results)
+            _collect(running, results, rows_file)
     return [results[i] for i in range(len(jobs))]
 
 
-def _collect(running: list, results: dict[int, dict[str, object]]) -> None:
+def _read_rows(rows_file: Path | None) -> dict[tuple[str, str, int], dict[str, object]]:
+    if rows_file is None or not rows_file.is_file():
+        return {}
+    rows = [json.loads(line) for line in rows_file.read_text().splitlines() if line.strip()]
+    return {(r["propagator"], r["mode"], r["frames"]): r for r in rows}
+
+
+def _collect(
+    running: list, results: dict[int, dict[str, object]], rows_file: Path | None
+) -> None:
     """Wait for the first of the running jobs to end and keep its row."""
     while True:
         for entry in running:
@@ -151,14 +174,19 @@ def _collect(running: list, results: dict[int, dict[str, object]]) -> None:
                 if process.returncode:
                     raise RuntimeError(f"bench.memory job {index} failed ({process.returncode})")
                 results[index] = json.loads(stdout.strip().splitlines()[-1])
+                results[index]["measured"] = time.strftime("%Y-%m-%d")
                 print(results[index], file=sys.stderr, flush=True)
+                if rows_file is not None:
+                    with rows_file.open("a") as rows:
+                        rows.write(json.dumps(results[index]) + "\n")
                 return
         time.sleep(1)
 
 
 def kill_resume_loop(num_frames: int = 1000, kills: int = 20, seed: int = 0) -> dict[str, object]:
     """``deva track --checkpoint-every 50`` killed (SIGKILL) at random moments ``kills`` times,
-    resumed each time, then run to the end; compared byte for byte with an uninterrupted run."""
+    resumed each time, then run to the end; compared byte for byte with an uninterrupted run.
+    Kills are placed by frames written, not by time, so they stay mid-run on any machine."""
     from deva.io.video import VideoWriter
 
     rng = np.random.default_rng(seed)
@@ -174,15 +202,26 @@ def kill_resume_loop(num_frames: int = 1000, kills: int = 20, seed: int = 0) -> 
         start = time.perf_counter()
         subprocess.run([*deva, "-o", str(root / "full")], check=True, env=env, capture_output=True)
         duration = time.perf_counter() - start
+        masks = root / "part" / "masks"
+
+        def written() -> int:
+            return len(list(masks.glob("*.png"))) if masks.is_dir() else 0
+
         killed = 0
         for _ in range(kills):
+            # A random moment: mostly a random number of new frames in (plus up to 0.3 s, so
+            # some kills land inside a checkpoint write), sometimes during start-up.
+            early = rng.random() < 0.2
+            target = written() + (0 if early else int(rng.integers(1, 40)))
             process = subprocess.Popen(
                 [*deva, "-o", str(root / "part"), "--resume"],
                 env=env,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-            time.sleep(rng.uniform(0.1, 1.0) * duration / 4)
+            while process.poll() is None and written() < target:
+                time.sleep(0.002)
+            time.sleep(rng.uniform(0.0, 3.0 if early else 0.3))
             if process.poll() is None:
                 process.send_signal(signal.SIGKILL)
                 killed += 1

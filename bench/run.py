@@ -123,8 +123,9 @@ def memory_section(lengths: tuple[int, ...], network_lengths: tuple[int, ...]) -
         ("network-tiny", "online"),
         ("network-tiny", "semionline"),
     )
-    rows = memory.measure(lengths, combos) + memory.measure(
-        network_lengths, (("network", "semionline"),), parallel=2
+    rows_file = RESULTS / "memory_rows.jsonl"
+    rows = memory.measure(lengths, combos, parallel=2, rows_file=rows_file) + memory.measure(
+        network_lengths, (("network", "semionline"),), parallel=2, rows_file=rows_file
     )
     lines = [
         "| propagator | mode | frames | objects created | peak RSS (MiB) | frames/s |",
@@ -341,7 +342,8 @@ def sections(quick: bool) -> list[Section]:
             "memory",
             (
                 "## Memory on long streams (rendered 854×480 demo stream, all outputs written)\n\n"
-                "Each row is a fresh process (three at a time, so frames/s is under load). "
+                "Each row is a fresh process (two at a time, so frames/s is under load; rows are "
+                "kept in `bench/results/memory_rows.jsonl` as they finish). "
                 "Detections: the stream's true objects under ids "
                 "shuffled every frame (objects enter and leave every 120 frames, so objects are "
                 "created and deleted all along). Flow runs at full 854×480. The network runs at a "
