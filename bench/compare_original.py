@@ -13,8 +13,10 @@ selection), mask encoding (value, deep-updated sensory), memory readout (top-k 3
 (sensory, logits, probabilities); then semi-supervised runs (frame 0 ground truth memorised,
 later frames propagated) of deva's ``NetworkPropagator`` against the original's
 ``DEVAInferenceCore.step``, per frame, under several memory policies (``--policies``); and
-seconds per frame per stage of both, paired within each repeat (``--options`` adds deva with
-channels-last weights, bf16 autocast and, with ``--compile``, torch.compile).
+seconds per frame per stage of both, paired within each repeat. "deva" is the propagator's
+default (``optimize=True``: BatchNorm folded into the convs, channels-last weights);
+``--options`` adds deva without either rewrite, with each alone, with bf16 autocast and, with
+``--compile``, torch.compile.
 
 Reading the numbers: with random weights all similarities lie within ~1e-2 of each other, so
 which memory tokens make the top 30 is decided by float rounding (both sides use the same
@@ -51,6 +53,7 @@ import numpy as np
 import torch
 
 from bench.flow_speed import DAVIS, load_clip
+from deva.propagation.network.inference import prepare_for_inference
 from deva.propagation.network.memory import MemoryConfig
 from deva.propagation.network.model import PropagationNetwork
 from deva.propagation.network.propagator import MEAN, STD, NetworkPropagator, _pad16
@@ -297,11 +300,12 @@ def time_deva(
     mask: np.ndarray,
     memory: MemoryConfig,
     context: Callable[[], AbstractContextManager] = nullcontext,
+    optimize: bool = True,
 ) -> tuple[dict[str, float], list[np.ndarray]]:
     """s/frame of ``NetworkPropagator.propagate`` on frames 1.. (includes the uint8 -> float
     conversion and the copy back to numpy), per stage, and its outputs. ``context`` wraps the
-    whole run (e.g. autocast)."""
-    propagator = NetworkPropagator(ours, memory=memory)
+    whole run (e.g. autocast); ``optimize`` is the propagator's own inference rewrite."""
+    propagator = NetworkPropagator(ours, memory=memory, optimize=optimize)
     stages: dict[str, float] = defaultdict(float)
     net = propagator.network
     outputs = []
@@ -327,18 +331,27 @@ def _bf16() -> AbstractContextManager:
 
 
 def deva_variants(ours: PropagationNetwork, with_compile: bool) -> dict[str, tuple]:
-    """Name -> (network, context) of the speed options measured against deva's defaults."""
-    channels_last = copy.deepcopy(ours).to(memory_format=torch.channels_last)
+    """Name -> (network, context, optimize) of the variants timed against "deva" (its default:
+    BatchNorm folded + channels-last), so each rewrite's share of the gain shows."""
     variants = {
-        "deva channels-last": (channels_last, nullcontext),
-        "deva bf16 autocast": (ours, _bf16),
-        "deva channels-last + bf16": (channels_last, _bf16),
+        "deva, plain network (optimize=False)": (ours, nullcontext, False),
+        "deva, BatchNorm folded only": (
+            prepare_for_inference(ours, channels_last=False),
+            nullcontext,
+            False,
+        ),
+        "deva, channels-last only": (
+            copy.deepcopy(ours).to(memory_format=torch.channels_last),
+            nullcontext,
+            False,
+        ),
+        "deva + bf16 autocast": (ours, _bf16, True),
     }
     if with_compile:
-        compiled = copy.deepcopy(ours)
+        compiled = prepare_for_inference(ours)
         for name in ("pixel_encoder", "mask_encoder", "mask_decoder"):
             setattr(compiled, name, torch.compile(getattr(compiled, name)))
-        variants["deva torch.compile"] = (compiled, nullcontext)
+        variants["deva + torch.compile"] = (compiled, nullcontext, False)
     return variants
 
 
@@ -430,15 +443,19 @@ def main() -> None:
         clip = images[: args.timing_frames + 1]
         variants = deva_variants(ours, args.compile) if args.options else {}
         if args.compile:  # compile before timing
-            time_deva(variants["deva torch.compile"][0], clip[:2], mask, MemoryConfig())
+            time_deva(
+                variants["deva + torch.compile"][0], clip[:2], mask, MemoryConfig(), optimize=False
+            )
         rows: dict[str, list[dict[str, float]]] = defaultdict(list)
         agreement: dict[str, list[tuple[float, float]]] = defaultdict(list)
         for _ in range(args.repeats):
             rows["original"].append(time_original(original, theirs, clip, mask, MemoryConfig()))
             timing, reference = time_deva(ours, clip, mask, MemoryConfig())
             rows["deva"].append(timing)
-            for name, (network, context) in variants.items():
-                timing, outputs = time_deva(network, clip, mask, MemoryConfig(), context)
+            for name, (network, context, optimize) in variants.items():
+                timing, outputs = time_deva(
+                    network, clip, mask, MemoryConfig(), context, optimize=optimize
+                )
                 rows[name].append(timing)
                 agreement[name].append(
                     (

@@ -161,9 +161,7 @@ def _read_rows(rows_file: Path | None) -> dict[tuple[str, str, int], dict[str, o
     return {(r["propagator"], r["mode"], r["frames"]): r for r in rows}
 
 
-def _collect(
-    running: list, results: dict[int, dict[str, object]], rows_file: Path | None
-) -> None:
+def _collect(running: list, results: dict[int, dict[str, object]], rows_file: Path | None) -> None:
     """Wait for the first of the running jobs to end and keep its row."""
     while True:
         for entry in running:

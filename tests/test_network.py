@@ -33,6 +33,7 @@ from deva.propagation.network.blocks import (
     GroupResBlock,
     SensoryDeepUpdater,
 )
+from deva.propagation.network.inference import prepare_for_inference
 
 TSV = (
     Path(__file__).resolve().parents[2] / "shared" / "design" / "official-deva-propagation-keys.tsv"
@@ -427,6 +428,34 @@ def test_chunking_gives_the_same_result(tiny: PropagationNetwork) -> None:
         decoded_chunked = tiny.segment(multi_scale, readout, sensory, masks, chunk_size=1)
     for a, b in zip(whole + decoded, chunked + decoded_chunked, strict=True):
         torch.testing.assert_close(a, b)
+
+
+def test_inference_copy_folds_batchnorm_to_the_same_outputs(tiny: PropagationNetwork) -> None:
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for module in tiny.modules():  # BN statistics far from identity, so folding matters
+            if isinstance(module, nn.BatchNorm2d):
+                for tensor in (module.weight, module.bias, module.running_mean):
+                    tensor.copy_(torch.randn(tensor.shape, generator=generator))
+                module.running_var.copy_(torch.rand(module.running_var.shape, generator=generator))
+                module.running_var.add_(0.2)
+    before = {k: v.clone() for k, v in tiny.state_dict().items()}
+    fast = prepare_for_inference(tiny)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.modules())
+    assert fast.pixel_encoder.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    for name, value in tiny.state_dict().items():  # the original is untouched
+        assert torch.equal(value, before[name]), name
+    image, masks, sensory, readout = tiny_inputs(tiny, 3, seed=2)
+    with torch.inference_mode():
+        outputs = []
+        for net in (tiny, fast):
+            multi_scale, key, shrinkage, selection = net.encode_image(image)
+            value, new_sensory = net.encode_mask(image, multi_scale[0], sensory, masks)
+            decoded = net.segment(multi_scale, readout, sensory, masks)
+            outputs.append((*multi_scale, key, shrinkage, selection, value, new_sensory, *decoded))
+    assert outputs[0][0].abs().max() > 0.1  # features are not trivially small
+    for a, b in zip(*outputs, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
 
 
 def test_decoder_works_at_a_quarter_and_output_is_upsampled(tiny: PropagationNetwork) -> None:

@@ -95,12 +95,13 @@ class MaskEncoder(nn.Module):
     def _stem(self, image: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """conv1 on concat[image, mask_i] for every object, (B*N, width, H/2, W/2).
 
-        conv1 has no bias and is linear, so the image's three input channels are convolved once
-        and broadcast over objects instead of copying the image N times.
+        conv1 is linear, so the image's three input channels are convolved once and broadcast
+        over objects instead of copying the image N times (its bias, present once a BatchNorm
+        is folded in for inference, goes with the image part).
         """
         b, n, h, w = masks.shape
         weight = self.conv1.weight
-        image_part = F.conv2d(image, weight[:, :3], stride=2, padding=3)
+        image_part = F.conv2d(image, weight[:, :3], self.conv1.bias, stride=2, padding=3)
         mask_part = F.conv2d(masks.reshape(b * n, 1, h, w), weight[:, 3:], stride=2, padding=3)
         out = mask_part.view(b, n, *mask_part.shape[1:]) + image_part[:, None]
         return out.flatten(0, 1)
