@@ -25,15 +25,18 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import ConcatDataset, Dataset
 
 from deva.train.augment import normalise
 from deva.train.config import StageConfig, TrainConfig
+from deva.train.data import VideoSequences
 from deva.train.trainer import StepLog, train
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "tests" / "data" / "tiny_propagation.pth"
 SEED = 20240531
+DAVIS = ROOT.parent / "shared" / "data" / "davis16-dev"
+DAVIS_SEQUENCES = ("blackswan", "bmx-trees", "breakdance", "camel", "car-roundabout", "dog")
 
 
 def texture(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
@@ -208,6 +211,12 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--init", type=Path, default=None, help="weights to start from")
+    parser.add_argument(
+        "--davis",
+        action="store_true",
+        help="mix in the shared DAVIS-16 clips except blackswan (the suite's real-frame check)",
+    )
     parser.add_argument("--run-dir", type=Path, default=None, help="keep the run folder here")
     parser.add_argument(
         "--resume", action="store_true", help="continue the run in --run-dir (after Ctrl-C)"
@@ -222,11 +231,27 @@ def main() -> None:
         device=args.device,
         workers=args.workers,
     )
+    if args.init is not None:
+        config = replace(config, init_checkpoint=str(args.init.resolve()))
 
     def factory(stage_name: str, stage: StageConfig, cfg: TrainConfig) -> Dataset:
-        return GeneratedClips(
-            args.iterations * stage.batch_size, num_frames=stage.num_frames, seed=cfg.seed
+        count = args.iterations * stage.batch_size
+        if not args.davis:
+            return GeneratedClips(count, num_frames=stage.num_frames, seed=cfg.seed)
+        square = (stage.size, stage.size)  # DAVIS crops are square; a batch needs one size
+        davis = VideoSequences(
+            DAVIS,
+            size=stage.size,
+            num_frames=stage.num_frames,
+            max_objects=stage.max_objects,
+            seed=cfg.seed,
+            sequences=[s for s in DAVIS_SEQUENCES if s != "blackswan"],
+            repeat=50,
         )
+        generated = GeneratedClips(
+            len(davis), size=square, num_frames=stage.num_frames, seed=cfg.seed
+        )
+        return ConcatDataset([generated, davis])
 
     def report(step: StepLog) -> None:
         if step.iteration % 50 == 0 or step.iteration == step.total:
