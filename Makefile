@@ -19,7 +19,7 @@ demo: $(STAMP)
 
 test: $(STAMP) browser
 	$(VENV)/bin/ruff check deva tests bench
-	$(VENV)/bin/pytest -q
+	DEVA_ARTIFACTS=test-artifacts $(VENV)/bin/pytest -q
 
 # Headless Chromium for the web app's browser test (tests/test_web.py); CI runs as root on
 # Debian. Elsewhere install it yourself (the test is skipped without it).

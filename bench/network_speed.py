@@ -3,13 +3,16 @@ random weights: speed does not depend on the values), split into its stages."""
 
 from __future__ import annotations
 
+import copy
 import time
 from collections import defaultdict
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
 from bench.flow_speed import load_clip, make_masks
+from deva.propagation.network.inference import prepare_for_inference
 from deva.propagation.network.model import PropagationNetwork
 from deva.propagation.network.propagator import NetworkPropagator
 
@@ -68,5 +71,115 @@ def table(rows: list[dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+def _variants(network: PropagationNetwork) -> dict[str, Callable[[], NetworkPropagator]]:
+    """Each rewrite alone and together, on copies of one network (same weights)."""
+    plain = NetworkPropagator
+    folded = prepare_for_inference(network, channels_last=False)
+    channels_last = copy.deepcopy(network).to(memory_format=torch.channels_last)
+    return {
+        "reference path (no rewrite, float32)": lambda: plain(network, optimize=False),
+        "BatchNorm folded into the convs": lambda: plain(folded, optimize=False),
+        "channels-last weights": lambda: plain(channels_last, optimize=False),
+        "both (deva's default)": lambda: plain(network),
+        "both + bfloat16 autocast (`--precision bfloat16`)": lambda: plain(
+            network, precision="bfloat16"
+        ),
+    }
+
+
+def measure_variants(
+    num_objects_list: tuple[int, ...] = (1, 5), frames: int = 6, sequence: str = "bmx-trees"
+) -> list[dict[str, object]]:
+    """Side by side in one run: s/frame of each rewrite, and how far its outputs are from the
+    reference path's (max |probability difference|, share of pixels with the same label).
+    Each variant is timed twice, interleaved, and the faster pass is kept (load noise)."""
+    torch.manual_seed(0)
+    network = PropagationNetwork().eval()
+    images, mask = load_clip(sequence, frames + 1)
+    rows: list[dict[str, object]] = []
+    for num_objects in num_objects_list:
+        masks = make_masks(mask, num_objects, "tiles")
+        ids = list(range(1, num_objects + 1))
+        makers = _variants(network)
+        best: dict[str, float] = {}
+        outputs: dict[str, list[np.ndarray]] = {}
+        for _ in range(2):
+            for name, make in makers.items():
+                propagator = make()
+                propagator.memorize(images[0], masks, ids)
+                start = time.perf_counter()
+                outputs[name] = [propagator.propagate(image) for image in images[1:]]
+                seconds = (time.perf_counter() - start) / frames
+                best[name] = min(best.get(name, seconds), seconds)
+        reference = outputs[next(iter(makers))]
+        for name in makers:
+            diff = max(
+                float(np.abs(a - b).max()) for a, b in zip(reference, outputs[name], strict=True)
+            )
+            same = np.mean(
+                [
+                    np.mean(a.argmax(0) == b.argmax(0))
+                    for a, b in zip(reference, outputs[name], strict=True)
+                ]
+            )
+            row = {"objects": num_objects, "variant": name, "seconds": best[name]}
+            row.update(diff=diff, same=float(same))
+            rows.append(row)
+            print({k: v for k, v in row.items()}, flush=True)
+    cache = measure_cache(network, images, mask)
+    rows.append(cache)
+    return rows
+
+
+def measure_cache(network: PropagationNetwork, images: list[np.ndarray], mask: np.ndarray) -> dict:
+    """A semi-online clip (3 frames, keyframe first): both later frames aligned to the keyframe,
+    then propagated. With the feature cache each frame is encoded once; without, twice."""
+    from deva.propagation.network import propagator as module
+
+    masks = make_masks(mask, 1, "tiles")
+    timings = {}
+    for label, frames_cached in (("with", module._CACHE_FRAMES), ("without", 0)):
+        original = module._CACHE_FRAMES
+        module._CACHE_FRAMES = frames_cached
+        try:
+            propagator = NetworkPropagator(network)
+            propagator.memorize(images[0], masks, [1])
+            start = time.perf_counter()
+            for frame in (1, 2):
+                propagator.align(images[frame], masks, images[0])
+            for frame in (1, 2):
+                propagator.propagate(images[frame])
+            timings[label] = time.perf_counter() - start
+        finally:
+            module._CACHE_FRAMES = original
+    return {"cache": True, "with": timings["with"], "without": timings["without"]}
+
+
+def variants_table(rows: list[dict[str, object]]) -> str:
+    lines = [
+        "| objects | variant | s/frame | speed-up | max abs. probability difference | same label |",
+        "|---:|---|---:|---:|---:|---:|",
+    ]
+    reference: dict[object, float] = {}
+    cache_note = ""
+    for row in rows:
+        if row.get("cache"):
+            cache_note = (
+                f"\n\nFeature cache (spec §2.7), one semi-online clip of 3 frames (2 aligned to "
+                f"the keyframe, then propagated, 1 object): **{row['with']:.2f} s** with the "
+                f"cache, {row['without']:.2f} s without ({row['without'] / row['with']:.2f}×)."
+            )
+            continue
+        seconds = float(row["seconds"])
+        reference.setdefault(row["objects"], seconds)
+        lines.append(
+            f"| {row['objects']} | {row['variant']} | **{seconds:.2f}** | "
+            f"{reference[row['objects']] / seconds:.2f}× | {row['diff']:.1e} | "
+            f"{100 * float(row['same']):.3f} % |"
+        )
+    return "\n".join(lines) + cache_note
+
+
 if __name__ == "__main__":
     print(table(measure_network_speed()))
+    print(variants_table(measure_variants()))

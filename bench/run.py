@@ -261,12 +261,21 @@ def sections(quick: bool) -> list[Section]:
                 "not depend on the values), 6 propagated frames of `bmx-trees` after one "
                 "memorized frame; seconds per frame per stage (mask encoding = memory writes, "
                 "averaged over all frames). Reference, original code on this machine kind "
-                "(REFERENCE-FIGURES.md): 1.65 s/frame for 1 object, measured on another day; "
-                "for a side-by-side ratio at identical outputs run `python -m "
-                "bench.compare_original CHECKOUT` (last run: deva 0.95–1.00× the original's "
-                "speed, 1.17–1.22× with channels-last; outputs equal to 2e-5).\n"
+                "(REFERENCE-FIGURES.md): 1.65 s/frame for 1 object, measured on another day.\n\n"
+                "The second table times each inference rewrite side by side in one run against "
+                "deva's reference path (the network as written, float32), which a side-by-side "
+                "run against the original code (`python -m bench.compare_original CHECKOUT`, "
+                "needs a checkout of the original; last run 2026-11-25) measured at 0.95–1.00× "
+                "the original's speed with outputs equal to 2e-5. Differences are to the "
+                "reference path's outputs; random weights make near-ties everywhere, so the label "
+                "agreement is a pessimistic figure. Fused attention does not apply: the readout "
+                "is a top-k softmax (30 of M memory tokens per query), not a dense attention.\n"
             ),
-            lambda: network_speed.table(network_speed.measure_network_speed()),
+            lambda: (
+                network_speed.table(network_speed.measure_network_speed())
+                + "\n\n"
+                + network_speed.variants_table(network_speed.measure_variants())
+            ),
         ),
         Section(
             "image_models",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,12 @@ from deva.io.frames import FrameSource, IterableSource, open_frames
 from deva.io.init_masks import InitMasks
 from deva.propagation.base import Propagator
 from deva.segmenters.base import ImageSegmenter
-from deva.segmenters.options import ModelOptions, tracker_defaults
+from deva.segmenters.options import (
+    LEARNED_SEGMENTERS,
+    ModelOptions,
+    tracker_defaults,
+    unused_model_option,
+)
 from deva.tracker import GivenMasks, Tracker
 from deva.types import Frame, FrameResult
 
@@ -54,22 +60,66 @@ def make_propagator(
     device: str = "auto",
     max_memory_mb: float | None = None,
     sam2_model: str | None = None,
+    precision: str = "float32",
 ) -> Propagator:
-    """A propagator by name: ``flow`` (optical flow, no weights) or ``network`` (the DEVA
+    """A propagator by name: ``flow`` (optical flow, no weights), ``network`` (the DEVA
     propagation network; needs ``checkpoint``, a file such as DEVA-propagation.pth or a
-    Hugging Face hub id). ``max_memory_mb`` caps the propagator's memory (see README)."""
+    Hugging Face hub id; runs in ``precision``, see ``NetworkPropagator``) or ``sam2`` (the
+    SAM 2 video model ``sam2_model``). ``max_memory_mb`` caps the propagator's memory (see
+    README)."""
     factories: dict[str, Callable[[], Propagator]] = {
         "flow": lambda: _flow(max_memory_mb),
-        "network": lambda: _network(checkpoint, device, max_memory_mb),
+        "network": lambda: _network(checkpoint, device, max_memory_mb, precision),
         "sam2": lambda: _sam2(sam2_model, device),
     }
     if name not in factories:
         raise DevaError(f"unknown propagator {name!r}; available: {', '.join(factories)}")
-    if checkpoint is not None and name != "network":
-        raise DevaError(f"--checkpoint is only used by the network propagator, not {name}")
-    if sam2_model is not None and name != "sam2":
-        raise DevaError(f"--sam2-model is only used by the sam2 propagator, not {name}")
+    _check_propagator_options(
+        name, checkpoint=checkpoint, sam2_model=sam2_model, precision=precision
+    )
     return factories[name]()
+
+
+def route_sam2_model(
+    segmenter: str | ImageSegmenter | None,
+    propagator: str | Propagator,
+    models: ModelOptions | None,
+    sam2_model: str | None,
+) -> tuple[ModelOptions | None, str | None]:
+    """``(models, sam2_model)`` of a run: with the ``sam2`` propagator and no learned segmenter
+    (auto / text / panoptic) to take it, ``models.model`` (``--model``) names the SAM 2 video
+    model; otherwise both are returned as they are."""
+    if models is None or models.model is None:
+        return models, sam2_model
+    if propagator != "sam2" or segmenter in LEARNED_SEGMENTERS:
+        return models, sam2_model
+    if sam2_model is not None:
+        raise DevaError(
+            "--model and --sam2-model both name the SAM 2 video model (no learned segmenter "
+            "takes --model); give one of them"
+        )
+    return replace(models, model=None), models.model
+
+
+def check_options(
+    segmenter: str | None,
+    propagator: str,
+    *,
+    detections: bool = False,
+    init_masks: bool = False,
+    models: ModelOptions | None = None,
+    checkpoint: str | Path | None = None,
+    sam2_model: str | None = None,
+    precision: str = "float32",
+) -> None:
+    """A DevaError for an option that neither the run's segmenter nor its propagator uses, so
+    nothing is silently ignored; loads nothing (``models`` / ``sam2_model`` as routed by
+    ``route_sam2_model``; ``detections`` / ``init_masks``: whether the run has them)."""
+    name = _segmenter_name(segmenter, detections=detections, init_masks=init_masks)
+    _check_segmenter_options(name, detections=detections, models=models)
+    _check_propagator_options(
+        propagator, checkpoint=checkpoint, sam2_model=sam2_model, precision=precision
+    )
 
 
 def choose_segmenter(
@@ -84,15 +134,14 @@ def choose_segmenter(
     """The image segmenter of a run. ``None`` chooses: ``precomputed`` with detections, no
     segmenter at all for semi-supervised VOS (given masks only), else ``motion``."""
     if segmenter is not None and not isinstance(segmenter, str):
+        _check_segmenter_options("your own segmenter", detections=False, models=models)
         return segmenter
-    if segmenter is None:
-        if detections is None and init_masks:
-            return None
-        segmenter = "precomputed" if detections is not None else "motion"
-    if detections is not None and segmenter != "precomputed":
-        raise DevaError(f"--detections is only used by the precomputed segmenter, not {segmenter}")
+    name = _segmenter_name(segmenter, detections=detections is not None, init_masks=init_masks)
+    _check_segmenter_options(name, detections=detections is not None, models=models)
+    if name is None:
+        return None
     return make_segmenter(
-        segmenter,
+        name,
         source=source,
         detections=detections,
         allow_missing=allow_missing,
@@ -125,11 +174,14 @@ def track(
         and no segmenter named, only the given objects are propagated.
     models: model ids and settings of the learned segmenters (``auto``, ``text``,
         ``panoptic``); with ``config`` None their mode defaults apply (see
-        ``deva.segmenters.options.MODE_DEFAULTS``).
+        ``deva.segmenters.options.MODE_DEFAULTS``). With ``propagator="sam2"`` and no learned
+        segmenter, ``models.model`` names the SAM 2 video model. A setting that nothing uses
+        is a DevaError.
     """
     frames = source if isinstance(source, FrameSource) else open_frames(source)
     if config is None and isinstance(segmenter, str):
         config = TrackerConfig(**tracker_defaults(segmenter))  # type: ignore[arg-type]
+    models, sam2_model = route_sam2_model(segmenter, propagator, models, None)
     segmenter = choose_segmenter(
         segmenter,
         source=frames,
@@ -138,7 +190,7 @@ def track(
         models=models,
     )
     if isinstance(propagator, str):
-        propagator = make_propagator(propagator)
+        propagator = make_propagator(propagator, sam2_model=sam2_model)
     given = (
         InitMasks(init_masks, frame_name=frames.name, num_frames=frames.num_frames)
         if init_masks is not None
@@ -266,7 +318,9 @@ def _precomputed(
     return PrecomputedSegmenter(detections, frame_name=source.name, allow_missing=allow_missing)
 
 
-def _network(checkpoint: str | Path | None, device: str, max_memory_mb: float | None) -> Propagator:
+def _network(
+    checkpoint: str | Path | None, device: str, max_memory_mb: float | None, precision: str
+) -> Propagator:
     if checkpoint is None:
         raise DevaError(
             "the network propagator needs --checkpoint: the official DEVA-propagation.pth "
@@ -278,7 +332,42 @@ def _network(checkpoint: str | Path | None, device: str, max_memory_mb: float | 
 
     torch_device = resolve_device(device)
     network = build_network(checkpoint, torch_device)
-    return NetworkPropagator(network, device=torch_device, max_memory_mb=max_memory_mb)
+    return NetworkPropagator(
+        network, device=torch_device, max_memory_mb=max_memory_mb, precision=precision
+    )
+
+
+def _segmenter_name(segmenter: str | None, *, detections: bool, init_masks: bool) -> str | None:
+    """``segmenter``, or when None the one chosen: ``precomputed`` with detections, none for
+    semi-supervised VOS (given masks only), else ``motion``."""
+    if segmenter is not None:
+        return segmenter
+    if not detections and init_masks:
+        return None
+    return "precomputed" if detections else "motion"
+
+
+def _check_segmenter_options(
+    name: str | None, *, detections: bool, models: ModelOptions | None
+) -> None:
+    """``name``: the segmenter, "your own segmenter" or None (none runs)."""
+    who = name or "--init-masks alone (no image segmenter runs)"
+    if detections and name != "precomputed":
+        raise DevaError(f"--detections is only used by the precomputed segmenter, not {who}")
+    unused = unused_model_option(name, models) if models is not None else None
+    if unused is not None:
+        raise DevaError(f"{unused}, not {who}")
+
+
+def _check_propagator_options(
+    name: str, *, checkpoint: str | Path | None, sam2_model: str | None, precision: str
+) -> None:
+    if checkpoint is not None and name != "network":
+        raise DevaError(f"--checkpoint is only used by the network propagator, not {name}")
+    if sam2_model is not None and name != "sam2":
+        raise DevaError(f"--sam2-model is only used by the sam2 propagator, not {name}")
+    if precision != "float32" and name != "network":
+        raise DevaError(f"--precision is only used by the network propagator, not {name}")
 
 
 def _learned(name: str, models: ModelOptions | None) -> ImageSegmenter:

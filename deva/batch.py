@@ -48,7 +48,7 @@ class TrackOptions:
     detections / init_masks: root folders holding one sub-folder per video, named like the
     video's output folder (``dets/<video stem>/``); a video without its sub-folder fails.
     models: what the learned segmenters need (``auto``, ``text``, ``panoptic``); each video
-    loads its own model. max_memory_mb / sam2_model: as ``make_propagator``.
+    loads its own model. max_memory_mb / sam2_model / precision: as ``make_propagator``.
     """
 
     config: TrackerConfig = field(default_factory=TrackerConfig)
@@ -63,6 +63,7 @@ class TrackOptions:
     models: ModelOptions | None = None
     max_memory_mb: float | None = None
     sam2_model: str | None = None
+    precision: str = "float32"
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,7 @@ def run_batch(
     models: ModelOptions | None = None,
     max_memory_mb: float | None = None,
     sam2_model: str | None = None,
+    precision: str = "float32",
     on_start: Callable[[int, int], None] | None = None,
     on_video: Callable[[VideoRecord], None] | None = None,
     on_frame: Callable[[], None] | None = None,
@@ -171,13 +173,28 @@ def run_batch(
         line (relative paths are relative to the list; blank lines and ``#`` comments skipped),
         or a sequence of paths.
     workers > 1 or address: one Ray task per video (``pip install "deva[cluster]"``) on a local
-        Ray instance with ``workers`` CPUs, or on the cluster at ``address``.
+        Ray instance with ``workers`` CPUs, or on the cluster at ``address``. Without Ray, a
+        local batch warns and runs in-process (the same manifest); an address needs Ray.
     on_start(pending, total), on_video(record) after each video, on_frame() after each frame
     (in-process runs only): progress hooks.
-    Other options as ``deva.track``. Raises DevaError only for problems with the whole batch.
+    Other options as ``deva.track``. Raises DevaError only for problems with the whole batch,
+    such as an option that nothing uses (``deva.api.check_options``).
     """
+    from deva.api import check_options, route_sam2_model
+
     if workers < 1:
         raise DevaError(f"--workers must be >= 1, got {workers}")
+    models, sam2_model = route_sam2_model(segmenter, propagator, models, sam2_model)
+    check_options(
+        segmenter,
+        propagator,
+        detections=detections is not None,
+        init_masks=init_masks is not None,
+        models=models,
+        checkpoint=checkpoint,
+        sam2_model=sam2_model,
+        precision=precision,
+    )
     options = TrackOptions(
         config=config or TrackerConfig(),
         segmenter=segmenter,
@@ -191,6 +208,7 @@ def run_batch(
         models=models,
         max_memory_mb=max_memory_mb,
         sam2_model=sam2_model,
+        precision=precision,
     )
     out = Path(os.path.abspath(ensure_writable_dir(output)))
     jobs = plan_jobs(discover_inputs(inputs, exclude=out), out)
@@ -216,6 +234,10 @@ def run_batch(
             on_video(record)
 
     start = time.perf_counter()
+    if pending and workers > 1 and address is None:
+        from deva.batch_ray import local_workers
+
+        workers = local_workers(workers)  # 1 without Ray: the in-process loop below
     if pending and (workers > 1 or address is not None):
         from deva.batch_ray import run_with_ray
 
@@ -274,6 +296,7 @@ def track_video(
             device=options.device,
             max_memory_mb=options.max_memory_mb,
             sam2_model=options.sam2_model,
+            precision=options.precision,
         )
         tracker = Tracker(segmenter, propagator, options.config)
         written = track_to_folder(

@@ -16,6 +16,23 @@ from deva.batch import TrackOptions, VideoJob, VideoRecord, track_video
 from deva.errors import DevaError
 
 _SINGLE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+NO_RAY_WARNING = (
+    'ray is not installed (pip install "deva[cluster]"): '
+    "running the videos one after another in-process"
+)
+
+log = logging.getLogger(__name__)
+
+
+def local_workers(workers: int) -> int:
+    """The workers a local batch (no cluster address) really gets: ``workers`` when Ray
+    imports; otherwise 1 after one warning, and the batch runs in-process as with --workers 1."""
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        log.warning(NO_RAY_WARNING)
+        return 1
+    return workers
 
 
 def run_with_ray(

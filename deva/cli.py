@@ -13,24 +13,36 @@ from rich.console import Console
 
 from deva.cli_options import (
     AllowMissing,
+    BoxThreshold,
     ClipSize,
+    Detector,
     Device,
     DeviceName,
     Incremental,
     Keyframe,
     KeyframeName,
     MaxObjects,
+    Model,
     ModeName,
     Output,
+    PointsPerBatch,
+    PointsPerSide,
+    Precision,
+    PrecisionName,
+    PredIouThreshold,
+    Prompt,
     PropagatorName,
+    Sam2Model,
     SegmenterName,
     Size,
+    SuppressSmall,
     Verbose,
     Video,
 )
 from deva.cli_tasks import task_app
 from deva.config import TrackerConfig
 from deva.errors import DevaError
+from deva.segmenters.options import ModelOptions
 
 if TYPE_CHECKING:
     from rich.progress import TaskID
@@ -75,47 +87,15 @@ def track(
             "SAM), panoptic (Mask2Former / OneFormer / EoMT)."
         ),
     ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option(
-            help="Image model for auto/text (SAM, SAM-HQ or SAM 2) or panoptic: hub id or local "
-            "folder. Default: facebook/sam-vit-huge, facebook/mask2former-swin-large-coco-panoptic."
-        ),
-    ] = None,
-    prompt: Annotated[
-        str | None,
-        typer.Option(help="Text mode: class names separated by '.', e.g. \"person.dog.ball\"."),
-    ] = None,
-    detector: Annotated[
-        str | None,
-        typer.Option(
-            help="Text mode detector: Grounding DINO or OWLv2 hub id / folder. "
-            "Default: IDEA-Research/grounding-dino-tiny."
-        ),
-    ] = None,
-    box_threshold: Annotated[
-        float, typer.Option(help="Text mode: detector confidence for boxes and class names.")
-    ] = 0.35,
-    points_per_side: Annotated[
-        int, typer.Option(help="Auto mode: SAM point grid size (N x N prompts).")
-    ] = 64,
-    points_per_batch: Annotated[
-        int, typer.Option(help="Auto mode: SAM prompts per decoder call (memory vs speed).")
-    ] = 64,
-    pred_iou_threshold: Annotated[
-        float, typer.Option(help="Auto mode: keep SAM masks with predicted IoU above this.")
-    ] = 0.88,
-    suppress_small: Annotated[
-        bool,
-        typer.Option(help="Auto mode: larger masks win overlaps; drop masks that lose over 20 %."),
-    ] = False,
-    sam2_model: Annotated[
-        str | None,
-        typer.Option(
-            help="SAM 2 video model for --propagator sam2 (hub id or folder). "
-            "Default: facebook/sam2.1-hiera-tiny."
-        ),
-    ] = None,
+    model: Model = None,
+    prompt: Prompt = None,
+    detector: Detector = None,
+    box_threshold: BoxThreshold = ModelOptions.box_threshold,
+    points_per_side: PointsPerSide = ModelOptions.points_per_side,
+    points_per_batch: PointsPerBatch = ModelOptions.points_per_batch,
+    pred_iou_threshold: PredIouThreshold = ModelOptions.pred_iou_threshold,
+    suppress_small: SuppressSmall = ModelOptions.suppress_small,
+    sam2_model: Sam2Model = None,
     detections: Annotated[
         Path | None,
         typer.Option(help="Folder of precomputed detections (official DEVA layout)."),
@@ -142,6 +122,7 @@ def track(
     device: Annotated[
         DeviceName, typer.Option(help="Where the network runs (auto = CUDA if available).")
     ] = DeviceName.auto,
+    precision: Precision = PrecisionName.float32,
     mode: Annotated[
         ModeName,
         typer.Option(
@@ -191,14 +172,12 @@ def track(
 ) -> None:
     """Track every object of INPUT; write masks/, annotations.json and overlay.mp4 to OUTPUT."""
     _logging(verbose)
-    from deva.api import choose_segmenter, make_propagator
+    from deva.api import check_options, choose_segmenter, make_propagator, route_sam2_model
     from deva.io.frames import open_frames
     from deva.io.init_masks import InitMasks
     from deva.tracker import Tracker
 
     def run() -> None:
-        from deva.segmenters.options import ModelOptions
-
         config = _tracker_config(
             ctx,
             segmenter,
@@ -211,16 +190,32 @@ def track(
             max_objects=max_objects,
             incremental=incremental,
         )
-        models = ModelOptions(
-            model=model,
-            detector=detector,
-            prompt=prompt,
-            device=device.value,
-            points_per_side=points_per_side,
-            points_per_batch=points_per_batch,
-            pred_iou_threshold=pred_iou_threshold,
-            suppress_small=suppress_small,
-            box_threshold=box_threshold,
+        chosen = segmenter.value if segmenter else None
+        models, sam2 = route_sam2_model(
+            chosen,
+            propagator.value,
+            ModelOptions(
+                model=model,
+                detector=detector,
+                prompt=prompt,
+                device=device.value,
+                points_per_side=points_per_side,
+                points_per_batch=points_per_batch,
+                pred_iou_threshold=pred_iou_threshold,
+                suppress_small=suppress_small,
+                box_threshold=box_threshold,
+            ),
+            sam2_model,
+        )
+        check_options(  # before any model is loaded
+            chosen,
+            propagator.value,
+            detections=detections is not None,
+            init_masks=init_masks is not None,
+            models=models,
+            checkpoint=checkpoint,
+            sam2_model=sam2,
+            precision=precision.value,
         )
         frames = open_frames(input)
         given = (
@@ -229,7 +224,7 @@ def track(
             else None
         )
         image_model = choose_segmenter(
-            segmenter.value if segmenter else None,
+            chosen,
             source=frames,
             detections=detections,
             init_masks=given is not None,
@@ -241,7 +236,8 @@ def track(
             checkpoint=checkpoint,
             device=device.value,
             max_memory_mb=max_memory,
-            sam2_model=sam2_model,
+            sam2_model=sam2,
+            precision=precision.value,
         )
         tracker = Tracker(image_model, temporal, config)
         written = _write_run(
@@ -303,18 +299,15 @@ def batch(
     segmenter: Annotated[
         SegmenterName | None, typer.Option(help="Image segmenter (as deva track).")
     ] = None,
-    model: Annotated[
-        str | None, typer.Option(help="Image model for auto/text/panoptic (as deva track).")
-    ] = None,
-    prompt: Annotated[
-        str | None, typer.Option(help="Text mode: class names separated by '.'.")
-    ] = None,
-    detector: Annotated[
-        str | None, typer.Option(help="Text mode detector (as deva track).")
-    ] = None,
-    sam2_model: Annotated[
-        str | None, typer.Option(help="SAM 2 video model for --propagator sam2.")
-    ] = None,
+    model: Model = None,
+    prompt: Prompt = None,
+    detector: Detector = None,
+    box_threshold: BoxThreshold = ModelOptions.box_threshold,
+    points_per_side: PointsPerSide = ModelOptions.points_per_side,
+    points_per_batch: PointsPerBatch = ModelOptions.points_per_batch,
+    pred_iou_threshold: PredIouThreshold = ModelOptions.pred_iou_threshold,
+    suppress_small: SuppressSmall = ModelOptions.suppress_small,
+    sam2_model: Sam2Model = None,
     detections: Annotated[
         Path | None,
         typer.Option(help="Folder with one sub-folder of precomputed detections per video."),
@@ -330,6 +323,7 @@ def batch(
         str | None, typer.Option(help="Network weights (with --propagator network).")
     ] = None,
     device: Device = DeviceName.auto,
+    precision: Precision = PrecisionName.float32,
     mode: Annotated[ModeName, typer.Option(help="semionline or online.")] = ModeName.semionline,
     detect_every: Annotated[
         int, typer.Option(help="Run the image segmenter every N frames.")
@@ -359,7 +353,6 @@ def batch(
     def run() -> None:
         from deva.batch import SUMMARY, run_batch
         from deva.batch_progress import BatchProgress
-        from deva.segmenters.options import ModelOptions
 
         config = _tracker_config(
             ctx,
@@ -373,7 +366,17 @@ def batch(
             max_objects=max_objects,
             incremental=incremental,
         )
-        models = ModelOptions(model=model, detector=detector, prompt=prompt, device=device.value)
+        models = ModelOptions(
+            model=model,
+            detector=detector,
+            prompt=prompt,
+            device=device.value,
+            points_per_side=points_per_side,
+            points_per_batch=points_per_batch,
+            pred_iou_threshold=pred_iou_threshold,
+            suppress_small=suppress_small,
+            box_threshold=box_threshold,
+        )
         with BatchProgress(console) as progress:
             report = run_batch(
                 input,
@@ -392,6 +395,7 @@ def batch(
                 models=models,
                 max_memory_mb=max_memory,
                 sam2_model=sam2_model,
+                precision=precision.value,
                 on_start=progress.on_start,
                 on_video=progress.on_video,
                 on_frame=progress.on_frame,

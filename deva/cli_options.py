@@ -34,6 +34,12 @@ class DeviceName(StrEnum):
     cuda = "cuda"
 
 
+class PrecisionName(StrEnum):
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+
+
 class ModeName(StrEnum):
     semionline = "semionline"
     online = "online"
@@ -60,3 +66,51 @@ AllowMissing = Annotated[
     bool, typer.Option(help="Treat a frame without a detection PNG as an empty detection.")
 ]
 Video = Annotated[bool, typer.Option("--video/--no-video", help="Write overlay.mp4.")]
+Precision = Annotated[
+    PrecisionName,
+    typer.Option(
+        help="Network arithmetic: float32 (reference), bfloat16 (faster on CPUs with AVX-512 "
+        "BF16 and on GPUs; masks differ at a few boundary pixels), float16 (CUDA)."
+    ),
+]
+
+# learned models (track and batch); using one that the run's segmenter ignores is an error
+Model = Annotated[
+    str | None,
+    typer.Option(
+        help="Image model for auto/text (SAM, SAM-HQ or SAM 2) or panoptic: hub id or local "
+        "folder. Default: facebook/sam-vit-huge, facebook/mask2former-swin-large-coco-panoptic. "
+        "With --propagator sam2 and no learned segmenter: the SAM 2 video model."
+    ),
+]
+Prompt = Annotated[
+    str | None,
+    typer.Option(help="Text mode: class names separated by '.', e.g. \"person.dog.ball\"."),
+]
+Detector = Annotated[
+    str | None,
+    typer.Option(
+        help="Text mode detector: Grounding DINO or OWLv2 hub id / folder. "
+        "Default: IDEA-Research/grounding-dino-tiny."
+    ),
+]
+BoxThreshold = Annotated[
+    float, typer.Option(help="Text mode: detector confidence for boxes and class names.")
+]
+PointsPerSide = Annotated[int, typer.Option(help="Auto mode: SAM point grid size (N x N prompts).")]
+PointsPerBatch = Annotated[
+    int, typer.Option(help="Auto mode: SAM prompts per decoder call (memory vs speed).")
+]
+PredIouThreshold = Annotated[
+    float, typer.Option(help="Auto mode: keep SAM masks with predicted IoU above this.")
+]
+SuppressSmall = Annotated[
+    bool, typer.Option(help="Auto mode: larger masks win overlaps; drop masks that lose over 20 %.")
+]
+Sam2Model = Annotated[
+    str | None,
+    typer.Option(
+        help="SAM 2 video model for --propagator sam2 (hub id or folder). "
+        "Default: facebook/sam2.1-hiera-tiny."
+    ),
+]

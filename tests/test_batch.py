@@ -4,6 +4,7 @@ per-video isolation, the manifest, resuming, in-process and with Ray."""
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -123,9 +124,32 @@ def test_list_file_input_and_a_missing_entry(clips, tmp_path):
     assert report.failed[0].input == str(tmp_path / "nowhere.mp4")
 
 
-def test_workers_without_ray_give_the_install_hint(clips, tmp_path, monkeypatch):
+def test_workers_without_ray_run_in_process_after_one_warning(tmp_path, monkeypatch, caplog):
+    from deva.batch_ray import NO_RAY_WARNING
+    from deva.demo import iter_demo
+
+    videos = tmp_path / "videos"
+    for name, seed in (("one", 1), ("two", 2)):
+        (videos / name).mkdir(parents=True)
+        for index, (image, _) in enumerate(iter_demo(4, height=64, width=96, seed=seed)):
+            cv2.imwrite(str(videos / name / f"{index:05d}.png"), image[:, :, ::-1])
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
-    result = deva_cli("batch", clips, "-o", tmp_path / "out", "--workers", "2", *OPTIONS)
+    out = tmp_path / "out"
+    with caplog.at_level(logging.WARNING):
+        result = deva_cli("batch", videos, "-o", out, "--workers", "2", *OPTIONS)
+    assert result.exit_code == 0, result.output
+    warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warned == [NO_RAY_WARNING]
+    assert 'ray is not installed (pip install "deva[cluster]")' in NO_RAY_WARNING
+    videos_done = manifest(out)
+    assert sorted(videos_done) == ["one", "two"]
+    assert all(v["status"] == "ok" and v["frames"] == 4 for v in videos_done.values())
+    assert (out / SUMMARY).read_text().splitlines()[4].endswith("| 1 |")  # ran in-process
+    # The same manifest: a re-run (still without Ray) skips both.
+    report = run_batch(videos, out, workers=2, config=TrackerConfig(size=120), video=False)
+    assert [v.status for v in report.videos] == ["skipped", "skipped"]
+    # A cluster address cannot be served in-process: the install hint, as before.
+    result = deva_cli("batch", videos, "-o", tmp_path / "cluster", "--address", "auto", *OPTIONS)
     assert result.exit_code == 2
     assert 'pip install "deva[cluster]"' in result.output
 
@@ -169,3 +193,76 @@ def test_per_video_detections(clips, davis_root, tmp_path):
     assert "no detections for this video" in report.failed[0].reason
     masks = [read_id_png(p) for p in sorted((tmp_path / "out" / "camel" / "masks").glob("*.png"))]
     assert len(masks) == FRAMES and all(m.any() for m in masks)
+
+
+@pytest.fixture
+def tiny_clips(tmp_path) -> Path:
+    """videos/clip/: four rendered 64x96 frames."""
+    from deva.demo import render_demo
+
+    folder = tmp_path / "videos" / "clip"
+    folder.mkdir(parents=True)
+    for index, image in enumerate(render_demo(num_frames=4, height=64, width=96).frames):
+        cv2.imwrite(str(folder / f"{index:05d}.png"), image[:, :, ::-1])
+    return folder.parent
+
+
+def test_batch_passes_the_model_options(tiny_clips, tmp_path, monkeypatch):
+    from deva.segmenters import learned
+    from deva.segmenters.motion import MotionSegmenter
+    from deva.segmenters.options import ModelOptions
+
+    seen: list[tuple[str, ModelOptions]] = []
+
+    def build(name: str, options: ModelOptions) -> MotionSegmenter:
+        seen.append((name, options))
+        return MotionSegmenter()
+
+    monkeypatch.setattr(learned, "build_segmenter", build)
+    knobs = ["--points-per-side", 8, "--points-per-batch", 16, "--pred-iou-threshold", 0.5]
+    args = ["batch", tiny_clips, "-o", tmp_path / "out", "--workers", 1, "--segmenter", "auto"]
+    result = deva_cli(*args, "--model", "me/sam", *knobs, "--suppress-small", *OPTIONS)
+    assert result.exit_code == 0, result.output
+    [(name, options)] = seen
+    assert name == "auto" and options.model == "me/sam"
+    assert (options.points_per_side, options.points_per_batch) == (8, 16)
+    assert (options.pred_iou_threshold, options.suppress_small) == (0.5, True)
+
+    seen.clear()
+    args = ["batch", tiny_clips, "-o", tmp_path / "text", "--segmenter", "text", "--prompt", "a"]
+    result = deva_cli(*args, "--detector", "me/dino", "--box-threshold", 0.2, *OPTIONS)
+    assert result.exit_code == 0, result.output
+    [(name, options)] = seen
+    assert (name, options.detector, options.box_threshold) == ("text", "me/dino", 0.2)
+
+
+def test_batch_model_names_the_sam2_video_model(tiny_clips, tmp_path, monkeypatch):
+    from deva.propagation.flow import FlowPropagator
+    from deva.segmenters import learned
+
+    seen: list[str | None] = []
+
+    def build(model: str | None, device: str = "auto", half: bool = True) -> FlowPropagator:
+        seen.append(model)
+        return FlowPropagator()
+
+    monkeypatch.setattr(learned, "build_sam2_propagator", build)
+    args = ["batch", tiny_clips, "-o", tmp_path / "out", "--propagator", "sam2"]
+    result = deva_cli(*args, "--model", "me/sam2-video", *OPTIONS)
+    assert result.exit_code == 0, result.output
+    assert seen == ["me/sam2-video"]
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--precision", "bfloat16"], "--precision is only used by the network propagator"),
+        (["--points-per-side", "8"], "--points-per-side is only used by the auto segmenter"),
+    ],
+)
+def test_batch_refuses_an_option_nothing_uses(tiny_clips, tmp_path, option, message):
+    result = deva_cli("batch", tiny_clips, "-o", tmp_path / "out", *option, *OPTIONS)
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0]
+    assert not (tmp_path / "out").exists()  # refused before any video

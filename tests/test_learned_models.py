@@ -281,3 +281,89 @@ def test_error_extra_missing_is_one_line(monkeypatch, clip, tmp_path):
 def test_prompt_only_for_text(models, clip, tmp_path):
     result = run_cli(clip, "-o", tmp_path / "p", "--segmenter", "auto", "--prompt", "cat")
     assert result.exit_code == 2 and "--prompt is only used by the text" in result.output
+
+
+@pytest.mark.parametrize(
+    ("option", "segmenter", "users"),
+    [
+        (["--model", "x/y"], [], "auto / text / panoptic segmenters"),
+        (["--detector", "x/y"], ["--segmenter", "auto"], "text segmenter"),
+        (["--box-threshold", 0.2], ["--segmenter", "panoptic"], "text segmenter"),
+        (["--points-per-side", 8], ["--segmenter", "text"], "auto segmenter"),
+        (["--points-per-batch", 8], ["--segmenter", "panoptic"], "auto segmenter"),
+        (["--pred-iou-threshold", 0.5], ["--segmenter", "motion"], "auto segmenter"),
+        (["--suppress-small"], ["--segmenter", "text"], "auto segmenter"),
+    ],
+)
+def test_model_option_nothing_uses_is_an_error(option, segmenter, users, clip, tmp_path):
+    result = run_cli(clip, "-o", tmp_path / "x", *segmenter, *option)
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and f"{option[0]} is only used by the {users}" in lines[0]
+    assert not (tmp_path / "x").exists()  # refused before any model was loaded
+
+
+def test_model_option_with_given_masks_alone(clip, tmp_path):
+    given = tmp_path / "given"
+    given.mkdir()
+    Image.new("P", SIZE[::-1]).save(given / "00000.png")
+    result = run_cli(clip, "-o", tmp_path / "x", "--init-masks", given, "--points-per-side", 8)
+    assert result.exit_code == 2
+    assert "--points-per-side is only used by the auto segmenter" in result.output
+    assert "--init-masks alone" in result.output
+
+
+@pytest.fixture
+def built(monkeypatch) -> dict[str, object]:
+    """Records what the learned builders get; the segmenter finds nothing, SAM 2 is flow."""
+    from deva.segmenters import learned
+
+    seen: dict[str, object] = {}
+
+    def segmenter(name: str, options: ModelOptions) -> ImageSegmenter:
+        seen["segmenter"] = (name, options.model)
+        return _Nothing()
+
+    def sam2(model: str | None, device: str = "auto", half: bool = True) -> FlowPropagator:
+        seen["sam2"] = model
+        return FlowPropagator()
+
+    monkeypatch.setattr(learned, "build_segmenter", segmenter)
+    monkeypatch.setattr(learned, "build_sam2_propagator", sam2)
+    return seen
+
+
+def test_model_names_the_sam2_video_model_without_a_learned_segmenter(built, clip, tmp_path):
+    out = tmp_path / "sam2"
+    args = ["--propagator", "sam2", "--model", "me/sam2-video", "--size", 120, "--no-video"]
+    result = run_cli(clip, "-o", out, *args)
+    assert result.exit_code == 0, result.output
+    assert built == {"sam2": "me/sam2-video"}
+    assert len(annotations(out)) == 4
+
+
+def test_model_goes_to_the_learned_segmenter_and_sam2_model_to_sam2(built, clip, tmp_path):
+    args = ["--segmenter", "auto", "--propagator", "sam2", "--model", "me/sam", "--no-video"]
+    result = run_cli(clip, "-o", tmp_path / "a", *args, "--sam2-model", "me/sam2-video")
+    assert result.exit_code == 0, result.output
+    assert built == {"segmenter": ("auto", "me/sam"), "sam2": "me/sam2-video"}
+    built.clear()
+    result = run_cli(clip, "-o", tmp_path / "b", *args)  # SAM 2 takes its default
+    assert result.exit_code == 0, result.output
+    assert built == {"segmenter": ("auto", "me/sam"), "sam2": None}
+
+
+def test_model_and_sam2_model_both_for_sam2(built, clip, tmp_path):
+    args = ["--propagator", "sam2", "--model", "a/b", "--sam2-model", "c/d"]
+    result = run_cli(clip, "-o", tmp_path / "x", *args)
+    assert result.exit_code == 2 and "give one of them" in result.output
+    assert built == {}
+
+
+def test_api_model_names_the_sam2_video_model(built, clip):
+    import deva
+
+    results = list(deva.track(clip, propagator="sam2", models=ModelOptions(model="me/sam2-video")))
+    assert len(results) == 4 and built == {"sam2": "me/sam2-video"}
+    with pytest.raises(DevaError, match="--points-per-side is only used by the auto segmenter"):
+        deva.track(clip, segmenter="text", models=ModelOptions(prompt="a", points_per_side=8))

@@ -69,3 +69,68 @@ def test_truncated_checkpoint_is_one_clear_error(checkpoint, clip_folders, tmp_p
     result = runner.invoke(app, [*args, "--checkpoint", str(broken)])
     assert result.exit_code == 2
     assert "broken.pth" in " ".join(result.output.split())
+
+
+def one_line_error(result) -> str:
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
+    return lines[0]
+
+
+def test_bfloat16_run_with_the_network(checkpoint, clip_folders, tmp_path):
+    frames, init = clip_folders
+    out = tmp_path / "out"
+    args = ["track", str(frames), "-o", str(out), "--init-masks", str(init), "--no-video"]
+    args += ["--propagator", "network", "--checkpoint", checkpoint, "--device", "cpu"]
+    result = runner.invoke(app, [*args, "--precision", "bfloat16"])
+    assert result.exit_code == 0, result.output
+    assert len(list((out / "masks").glob("*.png"))) == 5
+    assert (out / "annotations.json").is_file()
+
+
+def test_precision_only_with_the_network(clip_folders, tmp_path):
+    frames, _ = clip_folders
+    args = ["track", str(frames), "-o", str(tmp_path / "o"), "--precision", "bfloat16"]
+    line = one_line_error(runner.invoke(app, args))
+    assert "--precision is only used by the network propagator, not flow" in line
+    assert not (tmp_path / "o").exists()  # refused before anything ran
+
+
+def test_float16_needs_cuda(checkpoint, clip_folders, tmp_path):
+    frames, _ = clip_folders
+    args = ["track", str(frames), "-o", str(tmp_path / "o"), "--propagator", "network"]
+    args += ["--checkpoint", checkpoint, "--device", "cpu", "--precision", "float16"]
+    assert "float16" in one_line_error(runner.invoke(app, args))
+
+
+def test_cli_precisions_are_the_propagators():
+    from deva.cli_options import PrecisionName
+    from deva.propagation.network.propagator import PRECISIONS
+
+    assert tuple(PrecisionName) == PRECISIONS
+
+
+def test_batch_runs_the_network_in_bfloat16(checkpoint, clip_folders, tmp_path, monkeypatch):
+    from deva.propagation.network.propagator import NetworkPropagator
+
+    precisions: list[str] = []
+    original = NetworkPropagator.__init__
+
+    def spy(self, *args, **kwargs) -> None:
+        original(self, *args, **kwargs)
+        precisions.append(self.precision)
+
+    monkeypatch.setattr(NetworkPropagator, "__init__", spy)
+    frames, init = clip_folders
+    videos, given = tmp_path / "videos", tmp_path / "given"
+    videos.mkdir()
+    given.mkdir()
+    frames.rename(videos / "clip")
+    init.rename(given / "clip")
+    args = ["batch", str(videos), "-o", str(tmp_path / "out"), "--init-masks", str(given)]
+    args += ["--propagator", "network", "--checkpoint", checkpoint, "--device", "cpu"]
+    result = runner.invoke(app, [*args, "--precision", "bfloat16", "--no-video"])
+    assert result.exit_code == 0, result.output
+    assert precisions == ["bfloat16"]
+    assert len(list((tmp_path / "out" / "clip" / "masks").glob("*.png"))) == 5

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from deva.demo import render_demo
+from deva.errors import DevaError
 from deva.propagation.base import Propagator
 from deva.propagation.network.memory import MemoryConfig
 from deva.propagation.network.model import tiny_propagation_network
@@ -123,3 +124,43 @@ def test_sizes_that_are_not_multiples_of_16_round_trip(shape):
     probs = propagator.propagate(image)
     assert probs.shape == (2, *shape)
     np.testing.assert_allclose(probs.sum(axis=0), 1.0, atol=1e-4)
+
+
+def test_bfloat16_stays_close_to_float32_and_keeps_memory_in_float32():
+    reference = make()
+    torch.manual_seed(0)
+    reduced = NetworkPropagator(
+        tiny_propagation_network(), memory=MemoryConfig(), precision="bfloat16"
+    )
+    for propagator in (reference, reduced):
+        propagator.memorize(CLIP.frames[0], masks(0), [1, 2])
+    for frame in range(1, 4):
+        expected, probs = (
+            reference.propagate(CLIP.frames[frame]),
+            reduced.propagate(CLIP.frames[frame]),
+        )
+        check(probs, 2)
+        difference = np.abs(expected - probs).max()
+        assert 0 < difference < 0.05  # really ran in bfloat16, and stayed close
+    stored = reduced.state_dict()["memory"]
+    tensors = [v for v in _leaves(stored) if isinstance(v, torch.Tensor) and v.is_floating_point()]
+    assert tensors and all(t.dtype == torch.float32 for t in tensors)
+
+
+def _leaves(value):
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _leaves(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _leaves(item)
+    else:
+        yield value
+
+
+@pytest.mark.parametrize(
+    ("precision", "message"), [("float16", "float16 needs a CUDA device"), ("half", "unknown")]
+)
+def test_precision_errors(precision, message):
+    with pytest.raises(DevaError, match=message):
+        NetworkPropagator(tiny_propagation_network(), precision=precision)

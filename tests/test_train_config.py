@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+import re
 import tomllib
 from dataclasses import replace
 
+import numpy as np
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from deva.cli import app
 from deva.errors import DevaError
 from deva.train.config import DataRoot, TrainConfig, config_to_toml, load_config
+from deva.train.trainer import train
 
 runner = CliRunner()
 
@@ -24,6 +29,7 @@ def write(tmp_path, text: str):
 def test_defaults_follow_the_spec():
     config = TrainConfig()
     assert config.stages == "03" and config.network == "full" and not config.amp
+    assert config.on_bad_file == "skip"
     assert (config.weight_decay, config.clip_grad_norm) == (1e-3, 3.0)
     s0, s3 = config.stage0, config.stage3
     assert (s0.iterations, s0.batch_size, s0.lr, s0.lr_steps) == (80_000, 16, 2e-5, ())
@@ -82,6 +88,8 @@ sequences = ["a", "b"]
         ('stages = "012"\n', "stages"),
         ('network = "huge"\n', "network"),
         ("[stage3]\nlr_steps = [5, 3]\n", "lr_steps"),
+        ('on_bad_file = "ignore"\n', "on_bad_file must be skip or stop"),
+        ("on_bad_file = false\n", "'on_bad_file'"),
     ],
 )
 def test_bad_keys_and_values_name_the_problem_and_the_file(tmp_path, text, named):
@@ -127,3 +135,60 @@ def test_replace_keeps_the_config_frozen():
     config = replace(TrainConfig(), seed=3)
     with pytest.raises(AttributeError):
         config.seed = 4  # type: ignore[misc]
+
+
+def static_data_with_a_corrupt_image(tmp_path):
+    """Three 64 x 64 image/mask pairs under tmp_path/static; b.jpg is not an image."""
+    root = tmp_path / "static"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a", "b", "c"):
+        image = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+        Image.fromarray(image).save(root / "images" / f"{name}.jpg")
+        mask = np.zeros((64, 64), np.uint8)
+        mask[16:48, 20:44] = 255
+        Image.fromarray(mask).save(root / "masks" / f"{name}.png")
+    corrupt = root / "images" / "b.jpg"
+    corrupt.write_bytes(b"not a jpeg")
+    return corrupt
+
+
+def bad_file_config(tmp_path, policy: str):
+    return load_config(
+        write(
+            tmp_path,
+            f"""
+stages = "0"
+network = "tiny"
+device = "cpu"
+workers = 0
+on_bad_file = "{policy}"
+[stage0]
+iterations = 2
+batch_size = 3
+size = 64
+[[stage0.data]]
+root = "static"
+""",
+        )
+    )
+
+
+def test_on_bad_file_stop_ends_the_run_naming_the_file(tmp_path):
+    corrupt = static_data_with_a_corrupt_image(tmp_path)
+    config = bad_file_config(tmp_path, "stop")
+    assert config.on_bad_file == "stop"
+    with pytest.raises(DevaError, match=re.escape(str(corrupt))):
+        train(config, tmp_path / "run")  # every batch holds all three samples
+
+
+def test_on_bad_file_skip_warns_and_trains_on(tmp_path, caplog):
+    corrupt = static_data_with_a_corrupt_image(tmp_path)
+    config = bad_file_config(tmp_path, "skip")
+    with caplog.at_level(logging.WARNING, logger="deva.train.data"):
+        result = train(config, tmp_path / "run")
+    assert (result.stage, result.iteration, result.interrupted) == ("0", 2, False)
+    assert result.weights.is_file()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(str(corrupt) in message for message in warnings)

@@ -44,6 +44,31 @@ class ModelOptions:
     box_threshold: float = 0.35
 
 
+MODEL_FLAGS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "model": ("--model", LEARNED_SEGMENTERS),
+    "detector": ("--detector", ("text",)),
+    "prompt": ("--prompt", ("text",)),
+    "box_threshold": ("--box-threshold", ("text",)),
+    "points_per_side": ("--points-per-side", ("auto",)),
+    "points_per_batch": ("--points-per-batch", ("auto",)),
+    "pred_iou_threshold": ("--pred-iou-threshold", ("auto",)),
+    "suppress_small": ("--suppress-small", ("auto",)),
+}
+"""ModelOptions field -> its command-line flag and the segmenters that use it."""
+
+
+def unused_model_option(segmenter: str | None, options: ModelOptions) -> str | None:
+    """ "<flag> is only used by <segmenters>" for the first setting of ``options`` changed from
+    its default that ``segmenter`` (None: no image segmenter) does not use; None if none."""
+    defaults = ModelOptions()
+    for name, (flag, users) in MODEL_FLAGS.items():
+        if segmenter not in users and getattr(options, name) != getattr(defaults, name):
+            which = " / ".join(users) + (" segmenters" if len(users) > 1 else " segmenter")
+            also = " (or, with none of them, by --propagator sam2)" if name == "model" else ""
+            return f"{flag} is only used by the {which}{also}"
+    return None
+
+
 DEFAULT_DETECTOR = "IDEA-Research/grounding-dino-tiny"
 """Detector used by the text mode when none is given (transformers port of Grounding DINO)."""
 

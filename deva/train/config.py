@@ -31,6 +31,7 @@ __all__ = [
 STAGES = ("0", "3")
 NETWORKS = ("full", "small", "tiny")
 LAYOUTS = ("davis", "youtube")
+BAD_FILE_POLICIES = ("skip", "stop")
 STATIC_DATA_KEYS = ("root", "repeat")
 
 ARCHITECTURES: dict[str, dict[str, Any]] = {
@@ -130,6 +131,8 @@ class TrainConfig:
         weight decay and gradient-norm clipping. deep_update_prob: chance of the deep sensory
         update when a frame is written to memory. aux_weight: weight of the auxiliary CE.
     bootstrap_final: hardest-pixel fraction kept after the bootstrap warm-up.
+    on_bad_file: a corrupt or unusable data file is logged and skipped ("skip") or stops the
+        run with an error naming it ("stop").
     """
 
     stages: str = "03"
@@ -146,6 +149,7 @@ class TrainConfig:
     deep_update_prob: float = 0.2
     aux_weight: float = 0.1
     bootstrap_final: float = 0.3
+    on_bad_file: str = "skip"
     stage0: StageConfig = field(default=STAGE0)
     stage3: StageConfig = field(default=STAGE3)
 
@@ -283,6 +287,8 @@ def _validate(config: TrainConfig, source: str) -> None:
         fail(f"network must be one of {', '.join(NETWORKS)}, got {config.network!r}")
     if config.device not in ("auto", "cpu", "cuda"):
         fail(f"device must be auto, cpu or cuda, got {config.device!r}")
+    if config.on_bad_file not in BAD_FILE_POLICIES:
+        fail(f"on_bad_file must be skip or stop, got {config.on_bad_file!r}")
     for name in ("checkpoint_every", "log_every"):
         if getattr(config, name) <= 0:
             fail(f"{name} must be positive")
@@ -328,6 +334,7 @@ def config_to_toml(config: TrainConfig | None = None) -> str:
         "device": "auto | cpu | cuda",
         "checkpoint_every": "iterations between resumable checkpoints",
         "amp": "mixed precision on CUDA (the original authors discourage it)",
+        "on_bad_file": "skip (log a warning) | stop (error) on a corrupt or unusable data file",
     }
     for f in fields(TrainConfig):
         if f.name in ("stage0", "stage3"):

@@ -225,6 +225,7 @@ def default_datasets(stage_name: str, stage: StageConfig, config: TrainConfig) -
             "max_objects": stage.max_objects,
             "seed": seed,
             "repeat": entry.repeat,
+            "on_bad_file": config.on_bad_file,
         }
         if stage_name == "0":
             parts.append(data.StaticImageSequences(entry.root, **common))

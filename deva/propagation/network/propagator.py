@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +30,7 @@ MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 log = logging.getLogger(__name__)
 
+PRECISIONS = ("float32", "bfloat16", "float16")
 _CACHE_FRAMES = 6  # a clip (default 3 frames, up to detect_every) plus the frame being propagated
 
 
@@ -58,6 +59,10 @@ class NetworkPropagator:
         optimize: run a copy of ``network`` with its BatchNorms folded into the convs and
             channels-last weights (``inference.prepare_for_inference``): the same outputs up to
             float rounding, ~1.3x faster on CPU. ``network`` itself is not modified.
+        precision: "float32" (default: the reference numerics), "bfloat16" (autocast; CPUs
+            with AVX-512 BF16/AMX and GPUs run the convolutions much faster, masks differ from
+            float32 at a few boundary pixels) or "float16" (CUDA only). Memory, readout, the
+            final logit conv and the aggregation stay float32 either way.
     """
 
     def __init__(
@@ -69,7 +74,13 @@ class NetworkPropagator:
         chunk_size: int = -1,
         max_memory_mb: float | None = None,
         optimize: bool = True,
+        precision: str = "float32",
     ) -> None:
+        if precision not in PRECISIONS:
+            raise DevaError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+        if precision == "float16" and torch.device(device).type != "cuda":
+            raise DevaError("float16 needs a CUDA device; on the CPU use bfloat16")
+        self.precision = precision
         if max_memory_mb is not None and max_memory_mb <= 0:
             raise DevaError(f"max_memory_mb must be > 0, got {max_memory_mb}")
         self.max_memory_bytes = None if max_memory_mb is None else int(max_memory_mb * 2**20)
@@ -118,8 +129,13 @@ class NetworkPropagator:
         key, selection = encoded.key[0], encoded.selection[0]
         readout = self.memory.read(key, selection, self._ids).unsqueeze(0)
         sensory = self.memory.get_sensory(self._ids).unsqueeze(0)
-        new_sensory, _, probs = self.network.segment(
-            encoded.multi_scale, readout, sensory, self._last_mask, chunk_size=self.chunk_size
+        new_sensory, _, probs = self._run(
+            self.network.segment,
+            encoded.multi_scale,
+            readout,
+            sensory,
+            self._last_mask,
+            chunk_size=self.chunk_size,
         )
         self.memory.set_sensory(self._ids, new_sensory[0])
         self._last_mask = probs[:, 1:]
@@ -156,8 +172,14 @@ class NetworkPropagator:
         src, dst = self._encode(src_image), self._encode(dst_image)
         masks = self._pad_masks(src_masks, src)
         zeros = self._zero_sensory(len(src_masks), src)
-        value, sensory = self.network.encode_mask(
-            src.image, src.multi_scale[0], zeros, masks, True, chunk_size=self.chunk_size
+        value, sensory = self._run(
+            self.network.encode_mask,
+            src.image,
+            src.multi_scale[0],
+            zeros,
+            masks,
+            True,
+            chunk_size=self.chunk_size,
         )
         readout, _ = read_memory(
             dst.key,
@@ -167,8 +189,14 @@ class NetworkPropagator:
             value.flatten(3),
             self.memory_config.top_k,
         )
-        _, _, probs = self.network.segment(
-            dst.multi_scale, readout, sensory, masks, False, chunk_size=self.chunk_size
+        _, _, probs = self._run(
+            self.network.segment,
+            dst.multi_scale,
+            readout,
+            sensory,
+            masks,
+            False,
+            chunk_size=self.chunk_size,
         )
         return self._to_numpy(probs, dst)
 
@@ -191,8 +219,14 @@ class NetworkPropagator:
         sensory = self._zero_sensory(len(object_ids), encoded)
         if slots:
             sensory[0, slots] = self.memory.get_sensory([object_ids[slot] for slot in slots])
-        value, new_sensory = self.network.encode_mask(
-            encoded.image, encoded.multi_scale[0], sensory, masks, True, chunk_size=self.chunk_size
+        value, new_sensory = self._run(
+            self.network.encode_mask,
+            encoded.image,
+            encoded.multi_scale[0],
+            sensory,
+            masks,
+            True,
+            chunk_size=self.chunk_size,
         )
         self.memory.add_memory(
             encoded.key[0], encoded.shrinkage[0], encoded.selection[0], value[0], object_ids
@@ -213,6 +247,15 @@ class NetworkPropagator:
                 level, "memory budget %.0f MiB reached: %s", self.max_memory_bytes / 2**20, action
             )
 
+    def _run(self, step: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """One network call in the chosen precision; its tensors come back as float32, so the
+        memory and the readout never see reduced precision."""
+        if self.precision == "float32":
+            return step(*args, **kwargs)
+        dtype = torch.bfloat16 if self.precision == "bfloat16" else torch.float16
+        with torch.autocast(device_type=self.device.type, dtype=dtype):
+            return _as_float32(step(*args, **kwargs))
+
     def _encode(self, image: np.ndarray) -> _Encoded:
         """Features of ``image``, from the cache when this very array was encoded recently."""
         check_image(image)
@@ -224,7 +267,7 @@ class NetworkPropagator:
         tensor = tensor.permute(2, 0, 1).unsqueeze(0).div_(255)
         tensor = (tensor - MEAN.to(self.device)) / STD.to(self.device)
         tensor, pad = _pad16(tensor)
-        multi_scale, key, shrinkage, selection = self.network.encode_image(tensor)
+        multi_scale, key, shrinkage, selection = self._run(self.network.encode_image, tensor)
         encoded = _Encoded(tensor, multi_scale, key, shrinkage, selection, pad)
         self._cache[id(image)] = (image, encoded)
         while len(self._cache) > _CACHE_FRAMES:
@@ -246,6 +289,14 @@ class NetworkPropagator:
         height, width = probs.shape[-2:]
         cropped = probs[0, :, top : height - bottom, left : width - right]
         return cropped.float().cpu().numpy()
+
+
+def _as_float32(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.float()
+    if isinstance(value, tuple | list):
+        return type(value)(_as_float32(v) for v in value)
+    return value
 
 
 def _pad16(image: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
