@@ -238,6 +238,44 @@ def test_hota_id_switch_halves_association_only() -> None:
     assert stats.score("OWTA") == pytest.approx(math.sqrt(0.5))
 
 
+@pytest.mark.parametrize(("frames_a", "frames_b", "ass_a"), [(3, 3, 1 / 2), (4, 2, 5 / 9)])
+def test_hota_one_object_tracked_as_two_ids_known_answer(
+    frames_a: int, frames_b: int, ass_a: float
+) -> None:
+    # One gt track g over T = a + b frames, predicted with perfect masks as track A in the first
+    # a frames and track B in the last b (Luiten et al. 2020). Every frame has one gt and one
+    # predicted detection with IoU 1, so for every alpha in 0.05..0.95 the same counts hold:
+    #   Detection: TP = T, FN = FP = 0 -> DetA = DetRe = DetPr = T / T = 1.
+    #   Association of a TP c = (g, A): TPA(c) = a (frames where g is matched to A),
+    #     FNA(c) = |g| - TPA = T - a = b (g matched elsewhere), FPA(c) = |A| - TPA = 0
+    #     -> A(c) = a / (a + b + 0) = a / T; likewise each of the b TPs with B scores b / T.
+    #   AssA = (1 / TP) sum_c A(c) = (a * a/T + b * b/T) / T = (a² + b²) / T²
+    #     (a = b: 1/2; a = 4, b = 2: 20/36 = 5/9); AssRe = the same (FNA only);
+    #     AssPr = TPA / (TPA + FPA) = 1.
+    #   HOTA = sqrt(DetA * AssA) = sqrt(AssA); OWTA = sqrt(DetRe * AssA) = sqrt(AssA); LocA = 1.
+    total = frames_a + frames_b
+    obj = np.zeros((total, 3, 4), np.int64)
+    obj[:, 1:, 1:3] = 1  # a 2 x 2 object on a 3 x 4 frame, in every frame
+    gt = obj * 7
+    pred = obj * np.where(np.arange(total) < frames_a, 3, 5)[:, None, None]  # A = 3, B = 5
+    stats = hota(gt, pred)
+    expected = {
+        "DetA": 1.0,
+        "DetRe": 1.0,
+        "DetPr": 1.0,
+        "AssA": ass_a,
+        "AssRe": ass_a,
+        "AssPr": 1.0,
+        "LocA": 1.0,
+        "HOTA": math.sqrt(ass_a),
+        "OWTA": math.sqrt(ass_a),
+    }
+    for field, value in expected.items():
+        # the same at every threshold, hence also the reported mean over the 19
+        np.testing.assert_allclose(stats.per_alpha(field), value, rtol=1e-12, err_msg=field)
+        assert stats.score(field) == pytest.approx(value), field
+
+
 def test_hota_missed_object() -> None:
     # Two gt tracks over 2 frames, only one predicted: TP 2, FN 2 -> DetA = DetRe = 0.5, AssA 1.
     gt = video([1, 1, 2, 2], [1, 1, 2, 2])

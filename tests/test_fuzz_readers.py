@@ -3,6 +3,9 @@
 Inputs are random bytes, valid files with bytes flipped, cut or inserted, random JSON values
 (biased towards the keys the readers look for) and random arrays saved as PNGs of every mode.
 Any exception other than DevaError fails: it would reach the user as a traceback.
+
+Every reader is imported at the top, never looked up at run time: a reader that moves or is
+renamed breaks this module (every test errors) instead of leaving its fuzz test skipped.
 """
 
 from __future__ import annotations
@@ -19,16 +22,37 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from deva.batch import Manifest
 from deva.errors import DevaError
+from deva.eval.burst import evaluate_burst
+from deva.eval.davis import DavisReport, evaluate_davis
+from deva.eval.vipseg import _categories, _gt_videos
+from deva.io.exports import read_runs
 from deva.io.frames import ImageFilesSource, VideoSource, read_image
 from deva.io.init_masks import InitMasks, read_mask
-from deva.io.masks import read_id_png, write_id_png
-from deva.segmenters.precomputed import PrecomputedSegmenter, parse_segments_info
+from deva.io.json_file import read_json
+from deva.io.masks import encode_id_image, read_id_png, write_id_png
+from deva.io.rle import mask_api
+from deva.segmenters.precomputed import (
+    PrecomputedSegmenter,
+    parse_segments_info,
+    read_dataset_meta,
+)
+from deva.tasks.burst import read_gt_sequences
+from deva.tasks.dataset import Detections, open_video, video_folders
+from deva.tasks.referring import (
+    SoftMaskVideo,
+    _listed,
+    read_scores,
+    read_soft_mask,
+    read_video_list,
+)
+from deva.train.config import TrainConfig, load_config, parse_config
+from deva.train.data import StaticImageSequences, VideoSequences
 from deva.types import Frame, Segmentation
 
 # DEVA_FUZZ_SCALE=20 runs 20 times the examples, for a bug hunt outside the test suite.
@@ -52,12 +76,18 @@ def folder() -> Iterator[Path]:
 
 
 def only_deva_errors(read: Callable[[], Any]) -> Any:
-    """The reader's value, or None if it raised DevaError; anything else propagates (fails)."""
+    """The reader's value, or None if it raised DevaError; anything else propagates (fails).
+
+    ``pytest --hypothesis-show-statistics`` shows how many examples each test got through.
+    """
     try:
-        return read()
+        value = read()
     except DevaError as err:
         assert str(err).strip(), "a DevaError must say what is wrong"
+        event("DevaError")
         return None
+    event("read")
+    return value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -346,14 +376,7 @@ def test_pred_json(pred: Any, frame_index: int) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Readers other helpers add (fuzzed if present)
-
-
-def _optional(module: str, name: str) -> Callable[..., Any]:
-    imported = pytest.importorskip(module)
-    if not hasattr(imported, name):
-        pytest.skip(f"{module}.{name} not present")
-    return getattr(imported, name)
+# Dataset and benchmark files: JSON, CSV, soft masks, manifests, exported runs
 
 
 def json_files() -> st.SearchStrategy[bytes]:
@@ -372,10 +395,9 @@ def json_files() -> st.SearchStrategy[bytes]:
     )
 )
 def test_dataset_pred_json(data: bytes) -> None:
-    read = _optional("deva.segmenters.precomputed", "read_dataset_meta")
     with folder() as where:
         (where / "pred.json").write_bytes(data)
-        meta = only_deva_errors(lambda: read(where / "pred.json"))
+        meta = only_deva_errors(lambda: read_dataset_meta(where / "pred.json"))
     if meta is not None:
         assert all(isinstance(k, str) and isinstance(v, list) for k, v in meta.items())
 
@@ -396,10 +418,9 @@ csv_rows = st.lists(
     )
 )
 def test_referring_scores_csv(data: bytes) -> None:
-    read = _optional("deva.tasks.referring", "read_scores")
     with folder() as where:
         (where / "scores.csv").write_bytes(data)
-        scores = only_deva_errors(lambda: read(where / "scores.csv"))
+        scores = only_deva_errors(lambda: read_scores(where / "scores.csv"))
     if scores is not None:
         assert all(math.isfinite(v) for v in scores.values())
 
@@ -407,10 +428,9 @@ def test_referring_scores_csv(data: bytes) -> None:
 @FUZZ
 @given(data=image_bytes())
 def test_referring_soft_mask(data: bytes) -> None:
-    read = _optional("deva.tasks.referring", "read_soft_mask")
     with folder() as where:
         (where / "00000.png").write_bytes(data)
-        probs = only_deva_errors(lambda: read(where / "00000.png"))
+        probs = only_deva_errors(lambda: read_soft_mask(where / "00000.png"))
     if probs is not None:
         assert probs.ndim == 2 and float(probs.min()) >= 0 and float(probs.max()) <= 1
 
@@ -423,10 +443,9 @@ def test_referring_soft_mask(data: bytes) -> None:
     )
 )
 def test_burst_annotation_json(data: bytes) -> None:
-    read = _optional("deva.tasks.burst", "read_gt_sequences")
     with folder() as where:
         (where / "gt.json").write_bytes(data)
-        only_deva_errors(lambda: read(where / "gt.json"))
+        only_deva_errors(lambda: read_gt_sequences(where / "gt.json"))
 
 
 @MANY
@@ -439,12 +458,17 @@ def test_burst_annotation_json(data: bytes) -> None:
     )
 )
 def test_batch_manifest(data: bytes) -> None:
-    manifest = _optional("deva.batch", "Manifest")
     with folder() as where:
         (where / "manifest.json").write_bytes(data)
-        only_deva_errors(lambda: manifest.load(where / "manifest.json"))
+        only_deva_errors(lambda: Manifest.load(where / "manifest.json"))
 
 
+vipseg_segment = st.fixed_dictionaries(
+    {}, optional={"id": ids, "category_id": ids, "iscrowd": st.booleans() | scalars}
+)
+vipseg_frame = st.fixed_dictionaries(
+    {}, optional={"segments_info": st.lists(vipseg_segment | json_values, max_size=3) | scalars}
+)
 vipseg_gt = st.fixed_dictionaries(
     {
         "categories": st.lists(
@@ -454,7 +478,14 @@ vipseg_gt = st.fixed_dictionaries(
         | json_values,
         "videos": st.lists(
             st.fixed_dictionaries(
-                {"video_id": st.just("v") | scalars, "images": st.lists(json_values, max_size=2)}
+                {
+                    "video_id": st.just("v") | scalars,
+                    "images": st.lists(
+                        st.fixed_dictionaries({"file_name": st.just("0.jpg") | scalars})
+                        | json_values,
+                        max_size=2,
+                    ),
+                }
             ),
             max_size=2,
         )
@@ -463,7 +494,7 @@ vipseg_gt = st.fixed_dictionaries(
             st.fixed_dictionaries(
                 {
                     "video_id": st.just("v") | scalars,
-                    "annotations": st.lists(json_values, max_size=2),
+                    "annotations": st.lists(vipseg_frame | json_values, max_size=2),
                 }
             ),
             max_size=2,
@@ -476,19 +507,22 @@ vipseg_gt = st.fixed_dictionaries(
 @MANY
 @given(data=st.one_of(json_files(), vipseg_gt.map(lambda v: dump(v).encode())))
 def test_vipseg_gt_json(data: bytes) -> None:
-    load = _optional("deva.eval.vipseg", "_load_json")
-    categories = _optional("deva.eval.vipseg", "_categories")
-    videos = _optional("deva.eval.vipseg", "_gt_videos")
     with folder() as where:
         path = where / "panoptic_gt_VIPSeg_val.json"
         path.write_bytes(data)
 
-        def read() -> None:
-            gt = load(path)
-            categories(gt, path)
-            videos(gt, path)
+        def read() -> tuple[dict, dict]:  # what evaluate_vipseg does with it before any PNG
+            gt = read_json(path)
+            return _categories(gt, path), _gt_videos(gt, path)
 
-        only_deva_errors(read)
+        read_back = only_deva_errors(read)
+    if read_back is not None:
+        categories, videos = read_back
+        assert categories and all(isinstance(c, int) and c >= 0 for c in categories)
+        for files, frames in videos.values():
+            assert len(files) == len(frames)
+            for info in frames:
+                assert all(isinstance(s["id"], int) for s in info)
 
 
 @MANY
@@ -520,7 +554,6 @@ def test_vipseg_gt_json(data: bytes) -> None:
     mask=st.one_of(st.just(None), image_bytes()),
 )
 def test_exported_run_folder(annotations: Any, mask: bytes | None) -> None:
-    read_runs = _optional("deva.io.exports", "read_runs")
     with folder() as where:
         (where / "masks").mkdir()
         for name in ("0", "1"):
@@ -572,31 +605,384 @@ burst_sequence = st.fixed_dictionaries(
     ),
 )
 def test_burst_results_and_ground_truth(gt: Any, pred: Any) -> None:
-    evaluate = _optional("deva.eval.burst", "evaluate_burst")
-    pytest.importorskip("pycocotools")
+    mask_api("BURST fuzzing", extra="eval")  # a DevaError here: the dev install lacks it
     with folder() as where:
         (where / "gt.json").write_text(dump(gt), encoding="utf-8")
         (where / "pred.json").write_text(dump(pred), encoding="utf-8")
-        only_deva_errors(lambda: evaluate(where / "pred.json", where / "gt.json"))
+        only_deva_errors(lambda: evaluate_burst(where / "pred.json", where / "gt.json"))
 
 
 @MANY
 @given(data=st.one_of(st.binary(max_size=128), st.data()))
 def test_training_config(data: Any) -> None:
-    config = pytest.importorskip("deva.train.config")
     with folder() as where:
         path = where / "train.toml"
         if isinstance(data, bytes):
             path.write_bytes(data)
-            only_deva_errors(lambda: config.load_config(path))
+            only_deva_errors(lambda: load_config(path))
             return
         from dataclasses import fields
 
-        keys = st.sampled_from([f.name for f in fields(config.TrainConfig)]) | st.text(max_size=4)
+        keys = st.sampled_from([f.name for f in fields(TrainConfig)]) | st.text(max_size=4)
         stage = st.dictionaries(
             st.sampled_from(["data", "lr_steps", "iterations", "batch_size", "lr", "root"]),
             json_values,
             max_size=4,
         )
         raw = data.draw(st.dictionaries(keys, json_values | stage, max_size=4))
-        only_deva_errors(lambda: config.parse_config(raw, source=str(path), base_dir=where))
+        only_deva_errors(lambda: parse_config(raw, source=str(path), base_dir=where))
+
+
+# ---------------------------------------------------------------------------------------------
+# Dataset folder layouts: DAVIS results and ground truth (deva/eval/davis.py), task datasets
+# (deva/tasks/dataset.py, deva/tasks/referring.py), training data (deva/train/data.py).
+# Each example is a mostly valid tree (one frame size, most files present and readable) with a
+# few files missing, damaged, resized or random, so the readers get past their first checks.
+
+FOLDERS = settings(FUZZ, max_examples=max(1, round(30 * SCALE)))  # a folder tree per example
+SHAPES = ((12, 16), (6, 8), (24, 32), (12, 12))  # SHAPE, two of its aspect ratio, another
+ID_VALUES = ((0, 1, 2, 255), (0, 1), (0, 255), (0, 300, 70000), (0,))
+
+
+@st.composite
+def id_pngs(draw: st.DrawFn, shape: tuple[int, int] | None = None) -> bytes:
+    """A valid id map (DAVIS palette values, 16-bit or RGB ids) as the PNG deva writes."""
+    shape = shape or draw(st.sampled_from(SHAPES))
+    values = draw(st.sampled_from(ID_VALUES))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    buffer = io.BytesIO()
+    encode_id_image(rng.choice(values, size=shape)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@st.composite
+def rgb_images(draw: st.DrawFn, shape: tuple[int, int] | None = None) -> bytes:
+    """A valid frame: a random-coloured image, as JPEG or PNG."""
+    shape = shape or draw(st.sampled_from(SHAPES))
+    colour = draw(st.tuples(*[st.integers(0, 255)] * 3))
+    buffer = io.BytesIO()
+    image = Image.fromarray(np.full((*shape, 3), colour, np.uint8))
+    image.save(buffer, format=draw(st.sampled_from(["JPEG", "PNG"])))
+    return buffer.getvalue()
+
+
+@st.composite
+def slot(
+    draw: st.DrawFn,
+    valid: Callable[[tuple[int, int] | None], st.SearchStrategy[bytes]],
+    shape: tuple[int, int],
+    odds: int = 20,
+) -> bytes | None:
+    """One file of a layout: ``valid`` at the layout's ``shape`` but one time in ``odds`` each
+    missing (None), valid at a random size, or any image bytes."""
+    roll = draw(st.integers(0, odds - 1))  # small rolls (what failures shrink to): valid
+    if roll == odds - 1:
+        return None
+    if roll == odds - 2:
+        return draw(image_bytes())
+    return draw(valid(None if roll == odds - 3 else shape))
+
+
+def put(path: Path, data: bytes | None) -> None:
+    """Write ``data`` at ``path`` (parents made); None leaves the file out."""
+    if data is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+
+@st.composite
+def davis_layouts(draw: st.DrawFn) -> tuple[list[bytes | None], list[bytes | None]]:
+    """(gt PNGs, result PNGs) of one sequence, frame by frame."""
+    shape = draw(st.sampled_from(SHAPES))
+    count = draw(st.sampled_from([3, 4, 1, 2, 0]))
+    gt = [draw(slot(id_pngs, shape)) for _ in range(count)]
+    results = [draw(slot(id_pngs, shape)) for _ in range(count + draw(st.integers(-1, 1)))]
+    return gt, results
+
+
+@FOLDERS
+@given(
+    layout=davis_layouts(),
+    in_masks=st.booleans(),
+    task=st.sampled_from(["unsupervised", "semi-supervised"]),
+    match=st.sampled_from([None, "identity", "hungarian", "union"]),
+    sequences=st.sampled_from([None, None, None, ["seq"], ["other"]]),
+)
+def test_davis_results_and_ground_truth(
+    layout: tuple[list[bytes | None], list[bytes | None]],
+    in_masks: bool,
+    task: str,
+    match: str | None,
+    sequences: list[str] | None,
+) -> None:
+    """What ``deva eval davis`` reads: Annotations/480p/<seq>/ and <results>/<seq>[/masks]/."""
+    gt, results = layout
+    with folder() as where:
+        annotations = where / "davis" / "Annotations" / "480p" / "seq"
+        annotations.mkdir(parents=True)
+        for t, data in enumerate(gt):
+            put(annotations / f"{t:05d}.png", data)
+        seq = where / "results" / "seq" / ("masks" if in_masks else "")
+        seq.mkdir(parents=True)
+        for t, data in enumerate(results):
+            put(seq / f"{t:05d}.png", data)
+
+        def evaluate() -> DavisReport:
+            return evaluate_davis(
+                where / "results",
+                where / "davis",
+                task=task,  # type: ignore[arg-type]
+                match=match,  # type: ignore[arg-type]
+                sequences=sequences,
+            )
+
+        report = only_deva_errors(evaluate)
+    if report is not None:
+        assert [s.name for s in report.sequences] == ["seq"]
+        for score in report.sequences[0].objects:
+            assert 0 <= score.j <= 1 and 0 <= score.f <= 1
+        assert "seq" in report.to_markdown()
+
+
+VIDEO_DIRS = ("a", "b", "a/x", "b/y/z", ".hidden")
+FRAME_NAMES = ("00000.jpg", "00001.png", "00002.JPG", "00010.jpeg", "notes.txt", ".00003.jpg")
+
+
+@st.composite
+def task_datasets(draw: st.DrawFn) -> dict[str, bytes | None]:
+    """Relative path → contents of an images/ + dets/ tree as ``deva run-task`` reads it."""
+    shape = draw(st.sampled_from(SHAPES))
+    files: dict[str, bytes | None] = {}
+    prefix = draw(st.sampled_from(["dets/", "dets/pan_pred/"]))
+    global_meta: dict[str, list[Any]] = {}
+    for video in draw(st.lists(st.sampled_from(VIDEO_DIRS), min_size=1, max_size=3, unique=True)):
+        names = draw(st.lists(st.sampled_from(FRAME_NAMES), min_size=1, max_size=3, unique=True))
+        for name in sorted(names):
+            files[f"images/{video}/{name}"] = draw(slot(rgb_images, shape))
+            stem = name.rsplit(".", 1)[0]
+            files[f"{prefix}{video}/{stem}.png"] = draw(slot(id_pngs, shape))
+            plain = st.just([{"id": 1, "category_id": 3}])
+            meta = draw(st.one_of(st.none(), plain, plain, segment_lists()))
+            files[f"{prefix}{video}/{stem}.json"] = None if meta is None else dump(meta).encode()
+            global_meta.setdefault(video, []).append(meta or [])
+    listing = {"annotations": [{"video_id": v, "annotations": m} for v, m in global_meta.items()]}
+    choice = draw(st.sampled_from(["none", "none", "listing", "listing", "random"]))
+    if choice == "listing":
+        files["dets/pred.json"] = dump(listing).encode()
+    elif choice == "random":
+        files["dets/pred.json"] = draw(json_files())
+    return files
+
+
+@FOLDERS
+@given(
+    files=task_datasets(),
+    depth=st.sampled_from([1, 1, 1, 2, 0]),
+    every=st.sampled_from([1, 1, 1, 2, 0]),
+    allow_missing=st.booleans(),
+)
+def test_task_dataset_folders(
+    files: dict[str, bytes | None], depth: int, every: int, allow_missing: bool
+) -> None:
+    """What ``deva run-task`` reads: video folders, their frames and their detections."""
+    with folder() as where:
+        (where / "dets").mkdir()
+        for relative, data in files.items():
+            put(where / relative, data)
+
+        def read() -> list[tuple[str, int]]:
+            found = Detections(where / "dets", allow_missing=allow_missing)
+            done = []
+            for name in video_folders(where / "images", depth):
+                video = open_video(where / "images", name, every=every)
+                segmenter = found.segmenter(video)
+                for frame in video.frames:
+                    segmentation = segmenter.segment(frame.image, frame_index=frame.index)
+                    assert segmentation.shape == frame.image.shape[:2]
+                    done.append((name, frame.index))
+            return done
+
+        done = only_deva_errors(read)
+    if done is not None:
+        assert done and not any(n.startswith(".") or "/." in n for n, _ in done)
+
+
+@MANY
+@given(
+    data=st.one_of(
+        st.binary(max_size=64),
+        st.lists(
+            st.sampled_from(["dog", "  camel ", "# a comment", "", "dog # again", "#", "\t"])
+            | st.text(max_size=8),
+            max_size=5,
+        ).map(lambda lines: "\n".join(lines).encode("utf-8", errors="surrogatepass")),
+    )
+)
+def test_referring_video_list(data: bytes) -> None:
+    with folder() as where:
+        (where / "valid.txt").write_bytes(data)
+        names = only_deva_errors(lambda: read_video_list(where / "valid.txt"))
+    if names is not None:
+        assert names and len(set(names)) == len(names)
+        assert all(n == n.strip() and n and "#" not in n for n in names)
+
+
+@st.composite
+def referring_datasets(draw: st.DrawFn) -> dict[str, bytes | None]:
+    """Relative path → contents of images/ + masks/ (+ scores.csv, valid.txt) of the Ref tasks."""
+    shape = draw(st.sampled_from(SHAPES))
+    files: dict[str, bytes | None] = {}
+    videos = draw(st.lists(st.sampled_from(["dog", "cat"]), min_size=1, max_size=2, unique=True))
+    for video in videos:
+        count = draw(st.integers(1, 3))
+        objects = draw(st.lists(st.sampled_from(["0", "1"]), min_size=1, max_size=2, unique=True))
+        rows = []
+        for t in range(count):
+            files[f"images/{video}/{t:05d}.jpg"] = draw(slot(rgb_images, shape))
+            for obj in objects:
+                soft = slot(lambda s: st.one_of(rgb_images(s), rgb_images(s), png_arrays()), shape)
+                files[f"masks/{video}/{obj}/{t:05d}.png"] = draw(soft)
+                rows.append(f"{t:05d}.png,{obj},{draw(st.sampled_from(['0.5', '1', '-2']))}")
+        scores = draw(st.sampled_from(["all", "none", "all", "some", "bytes"]))
+        if scores == "all":
+            files[f"masks/{video}/scores.csv"] = "\n".join(rows).encode()
+        elif scores == "some":
+            kept = draw(st.lists(st.sampled_from(rows), max_size=len(rows)))
+            files[f"masks/{video}/scores.csv"] = "\n".join(kept).encode()
+        elif scores == "bytes":
+            files[f"masks/{video}/scores.csv"] = draw(st.binary(max_size=32))
+    listed = draw(
+        st.one_of(
+            st.none(),
+            st.none(),
+            st.just(videos),
+            st.lists(st.sampled_from(["dog", "cat", "bird", "#", " "]), max_size=3),
+        )
+    )
+    files["valid.txt"] = None if listed is None else "\n".join(listed).encode()
+    return files
+
+
+@FOLDERS
+@given(files=referring_datasets())
+def test_referring_dataset_folders(files: dict[str, bytes | None]) -> None:
+    """What ``deva run-task ref-davis / ref-youtube`` read, up to the propagator."""
+    with folder() as where:
+        (where / "masks").mkdir()
+        for relative, data in files.items():
+            put(where / relative, data)
+
+        def read() -> None:
+            masks_root = where / "masks"
+            if files["valid.txt"] is None:
+                names = video_folders(masks_root, depth=1)
+            else:
+                names = _listed(masks_root, read_video_list(where / "valid.txt"))
+            for name in names:
+                video = open_video(where / "images", name)
+                soft = SoftMaskVideo.open(masks_root, name)
+                for frame in video.frames:
+                    probs = soft.masks(frame.name, soft.objects)
+                    assert probs.ndim == 3 and probs.shape[0] == len(soft.objects)
+                    if soft.scores is not None:
+                        assert math.isfinite(soft.score(frame.name, soft.objects))
+
+        only_deva_errors(read)
+
+
+def check_training_item(item: dict[str, Any], num_frames: int, max_objects: int) -> None:
+    assert item["images"].shape == (num_frames, 3, 16, 16)
+    assert item["masks"].shape == (num_frames, max_objects, 16, 16)
+    assert set(np.unique(item["masks"].numpy())) <= {0.0, 1.0}
+    assert float(item["selector"].sum()) >= 1
+
+
+@st.composite
+def training_videos(draw: st.DrawFn, sub: tuple[str, ...]) -> dict[str, bytes | None]:
+    """Relative path → contents of JPEGImages/ + Annotations/ (DAVIS or YouTube-VOS layout)."""
+    files: dict[str, bytes | None] = {}
+    for seq in draw(st.lists(st.sampled_from(["s1", "s2"]), min_size=1, max_size=2, unique=True)):
+        shape = draw(st.sampled_from(SHAPES))
+        for t in range(draw(st.integers(3, 6))):
+            image = draw(slot(rgb_images, shape, odds=40))
+            files["/".join(("JPEGImages", *sub, seq, f"{t:05d}.jpg"))] = image
+            if draw(st.integers(0, 5)) != 5:  # YouTube-VOS: not every frame is annotated
+                mask = draw(slot(id_pngs, shape, odds=40))
+                files["/".join(("Annotations", *sub, seq, f"{t:05d}.png"))] = mask
+    return files
+
+
+@FOLDERS
+@given(
+    layout=st.sampled_from(["davis", "youtube"]).flatmap(
+        lambda name: st.tuples(st.just(name), training_videos(("480p",) if name == "davis" else ()))
+    ),
+    num_frames=st.integers(1, 3),
+    sequences=st.one_of(st.none(), st.none(), st.none(), st.lists(st.sampled_from(["s1", "s3"]))),
+    on_bad_file=st.sampled_from(["skip", "stop"]),
+)
+def test_training_video_sequences(
+    layout: tuple[str, dict[str, bytes | None]],
+    num_frames: int,
+    sequences: list[str] | None,
+    on_bad_file: str,
+) -> None:
+    name, files = layout
+    with folder() as where:
+        for relative, data in files.items():
+            put(where / relative, data)
+
+        def sample() -> dict[str, Any]:
+            data = VideoSequences(
+                where,
+                layout=name,  # type: ignore[arg-type]
+                size=16,
+                num_frames=num_frames,
+                max_objects=2,
+                sequences=sequences,
+                on_bad_file=on_bad_file,  # type: ignore[arg-type]
+            )
+            return data.sample(len(data) - 1, epoch=1)
+
+        item = only_deva_errors(sample)
+    if item is not None:
+        check_training_item(item, num_frames, 2)
+
+
+@st.composite
+def static_images(draw: st.DrawFn) -> dict[str, bytes | None]:
+    """images/<name>.<ext> + masks/<name>.png, or <name>.jpg next to <name>.png."""
+    split = draw(st.booleans())
+    files: dict[str, bytes | None] = {}
+    for name in draw(st.lists(st.sampled_from(["a", "b", "sub/c"]), min_size=1, unique=True)):
+        shape = draw(st.sampled_from(SHAPES))
+        ext = draw(st.sampled_from([".jpg", ".jpeg", ".png"] if split else [".jpg", ".jpeg"]))
+        mask = slot(lambda s: st.one_of(id_pngs(s), png_arrays()), shape)
+        image_path, mask_path = (
+            (f"images/{name}{ext}", f"masks/{name}.png") if split else (name + ext, name + ".png")
+        )
+        files[image_path] = draw(slot(rgb_images, shape))
+        files[mask_path] = draw(mask)
+    return files
+
+
+@FOLDERS
+@given(files=static_images(), on_bad_file=st.sampled_from(["skip", "stop"]))
+def test_training_static_images(files: dict[str, bytes | None], on_bad_file: str) -> None:
+    with folder() as where:
+        for relative, data in files.items():
+            put(where / relative, data)
+
+        def sample() -> dict[str, Any]:
+            data = StaticImageSequences(
+                where,
+                size=16,
+                num_frames=2,
+                max_objects=2,
+                on_bad_file=on_bad_file,  # type: ignore[arg-type]
+            )
+            return data.sample(0)
+
+        item = only_deva_errors(sample)
+    if item is not None:
+        check_training_item(item, 2, 2)

@@ -132,8 +132,17 @@ class SoftMaskVideo:
         return cls(folder, objects, scores)
 
     def masks(self, frame: str, objects: Sequence[str]) -> np.ndarray:
-        """(K, h, w) float32 soft masks of ``objects`` at ``frame``."""
-        return np.stack([read_soft_mask(self.folder / o / f"{frame}.png") for o in objects])
+        """(K, h, w) float32 soft masks of ``objects`` at ``frame`` (all of one size)."""
+        paths = [self.folder / o / f"{frame}.png" for o in objects]
+        masks = [read_soft_mask(path) for path in paths]
+        for path, mask in zip(paths[1:], masks[1:], strict=True):
+            if mask.shape != masks[0].shape:
+                raise DevaError(
+                    f"{path}: soft mask is {mask.shape[1]}x{mask.shape[0]} but {paths[0]} is "
+                    f"{masks[0].shape[1]}x{masks[0].shape[0]}; the masks of one frame must "
+                    "have one size"
+                )
+        return np.stack(masks)
 
     def score(self, frame: str, objects: Sequence[str]) -> float:
         """Mean score of ``objects`` at ``frame`` over those listed in scores.csv."""
