@@ -10,6 +10,16 @@ with no edge of their own). Run it with OMP_NUM_THREADS=1: ~3.5 it/s on a 2-core
 
 Usage: python -m bench.train_test_weights [-o OUT.pth] [--run-dir D [--resume]] [--device auto]
 (defaults: tiny network, 1500 iterations of batch 4, 6-frame 96x128 clips, lr 2e-3)
+
+The committed tests/data/tiny_propagation.pth came from three rounds (~27 min on 2 cores with
+OMP_NUM_THREADS=1), each starting from the previous one's weights:
+
+    python -m bench.train_test_weights -o a.pth
+    python -m bench.train_test_weights -o b.pth --init a.pth --iterations 2000 --lr 1e-3
+    python -m bench.train_test_weights --init b.pth --iterations 1500 --lr 5e-4
+
+After the first round the network tracked the moving square but not the plain background
+regions the suite also memorizes (IoU 0.57 and 0.62 against 0.7).
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from pathlib import Path
 from types import TracebackType
 
 import av
+import cv2
 import numpy as np
 
 from deva.errors import DevaError
@@ -131,7 +132,10 @@ class VideoWriter:
         if height % 2 or width % 2:
             image = np.pad(image, ((0, height % 2), (0, width % 2), (0, 0)), mode="edge")
         assert self._container is not None and self._stream is not None
-        video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+        # Converted here, not by FFmpeg: swscale's RGB->YUV result depends on buffer alignment,
+        # so the same frames could encode to different files (resumed runs must be identical).
+        yuv = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2YUV_I420)
+        video_frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
         try:
             self._container.mux(self._stream.encode(video_frame))
         except av.error.FFmpegError as err:
