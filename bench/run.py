@@ -30,6 +30,7 @@ from bench import (
     image_models,
     memory,
     network_speed,
+    task_speed,
     tracking,
     train_data_speed,
     train_speed,
@@ -334,6 +335,24 @@ def sections(quick: bool) -> list[Section]:
                 "0.5. DAVIS-16 union protocol, all six clips.\n"
             ),
             lambda: unsup_saliency.table(unsup_saliency.measure()),
+        ),
+        Section(
+            "task_speed",
+            (
+                "## Time per task run (`deva run-task`, end to end, 854×480)\n\nEach benchmark "
+                "protocol through the real command in a fresh process (`python -m deva.cli "
+                "run-task TASK ...`: start-up, reading, tracking or consensus, writing the "
+                "benchmark's layout), default options and so `FlowPropagator()`, on fixtures in "
+                "each task's real layout built by `bench/task_speed.py` from the first "
+                f"{task_speed.FRAMES} frames of DAVIS "
+                f"{' and '.join(f'`{s}`' for s in task_speed.SEQUENCES)}: panoptic / noisy "
+                "instance detections, noisy "
+                "saliency maps, two soft masks per video with `scores.csv`. BURST tracks every "
+                "3rd frame (the paper's protocol) and merges into `burst_predictions.json`; "
+                "ref-youtube runs each of the 2 expressions on its own and zips the result. "
+                "frames/s = frames written / seconds.\n"
+            ),
+            lambda: task_speed.table(task_speed.measure()),
         ),
         Section(
             "eval_speed",

@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -103,16 +104,100 @@ def test_batch_in_process_isolates_failures_and_resumes(clips, tmp_path):
     assert manifest(out)["camel"]["status"] == "ok"
 
 
-def test_batch_with_ray_workers(clips, tmp_path):
-    """One real run on a local Ray instance (start-up takes seconds, so resuming is tested
-    in-process above: it is the same driver-side code)."""
+def test_batch_with_ray_workers_resumes(clips, tmp_path, monkeypatch):
+    """Three batches on one real local Ray instance, started here once (start-up takes seconds)
+    and used as is by each: the first run, a re-run that redoes nothing finished, and a re-run
+    after one output was deleted. Tracking in this process is forbidden, so every video that
+    is processed is processed by a Ray worker."""
     ray = pytest.importorskip("ray", reason="the cluster extra is not installed")
-    out = tmp_path / "out"
-    result = deva_cli("batch", clips, "-o", out, "--workers", "2", *OPTIONS)
-    assert result.exit_code == 1, result.output
-    check_first_run(out, clips)
-    assert (out / SUMMARY).read_text().splitlines()[4].endswith("| 2 |")  # workers column
-    assert not ray.is_initialized()  # the local instance it started is shut down
+    from deva import batch, batch_ray  # noqa: F401 (batch_ray binds track_video before the patch)
+
+    def in_process(*_: object, **__: object) -> None:
+        raise AssertionError("a video was tracked in-process, not by a Ray worker")
+
+    monkeypatch.setattr(batch, "track_video", in_process)  # Ray workers import their own
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+    try:
+        out = tmp_path / "out"
+        result = deva_cli("batch", clips, "-o", out, "--workers", "2", *OPTIONS)
+        assert result.exit_code == 1, result.output
+        check_first_run(out, clips)
+        assert (out / SUMMARY).read_text().splitlines()[4].endswith("| 2 |")  # workers column
+        assert ray.is_initialized()  # an instance the batch did not start is left running
+
+        # Re-run: nothing finished is redone; the failed video is retried (and fails again).
+        options = {"workers": 2, "config": TrackerConfig(size=120), "video": False}
+        before = stamps(out)
+        report = run_batch(clips, out, **options)
+        assert stamps(out) == before
+        assert [v.status for v in report.videos] == ["skipped", "failed", "skipped", "skipped"]
+        assert report.frames == 0 and not report.ok and report.workers == 2
+
+        # An output that is no longer complete is redone, and only it.
+        (out / "camel" / "annotations.json").unlink()
+        report = run_batch(clips, out, **options)
+        after = stamps(out)
+        assert [n for n in GOOD if after[n] != before[n]] == ["camel"]
+        assert {v.name: v.status for v in report.processed} == {"broken": "failed", "camel": "ok"}
+        assert report.frames == FRAMES and report.workers == 2
+        assert manifest(out)["camel"]["status"] == "ok"
+        assert len(list((out / "camel" / "masks").glob("*.png"))) == FRAMES
+    finally:
+        ray.shutdown()
+
+
+class FakeRef:
+    """A task's result, hashable by identity like an object ref."""
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+
+class FakeRay:
+    """Just enough of the Ray API for ``run_with_ray``, run synchronously in this process;
+    records whether it was started and shut down."""
+
+    class exceptions:  # noqa: N801 (ray.exceptions)
+        RayError = RuntimeError
+
+    def __init__(self, running: bool) -> None:
+        self.running, self.calls = running, []
+
+    def is_initialized(self) -> bool:
+        return self.running
+
+    def init(self, **settings: object) -> None:
+        self.running = True
+        self.calls.append(("init", settings["num_cpus"]))
+
+    def shutdown(self) -> None:
+        self.running = False
+        self.calls.append(("shutdown",))
+
+    def remote(self, **_: object):
+        return lambda task: SimpleNamespace(remote=lambda *args: FakeRef(task(*args)))
+
+    def wait(self, refs: list[FakeRef], num_returns: int) -> tuple[list, list]:
+        return refs[:num_returns], refs[num_returns:]
+
+    def get(self, ref: FakeRef) -> object:
+        return ref.value
+
+
+@pytest.mark.parametrize("running", [False, True])
+def test_batch_shuts_down_only_the_ray_instance_it_started(
+    tiny_clips, tmp_path, monkeypatch, running
+):
+    from deva import batch, batch_ray
+
+    fake = FakeRay(running)
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    monkeypatch.setattr(batch_ray, "_track_in_worker", batch.track_video)  # no thread caps
+    result = deva_cli("batch", tiny_clips, "-o", tmp_path / "out", "--workers", "2", *OPTIONS)
+    assert result.exit_code == 0, result.output
+    assert manifest(tmp_path / "out")["clip"]["status"] == "ok"
+    assert fake.calls == ([] if running else [("init", 2), ("shutdown",)])
+    assert fake.running == running
 
 
 def test_list_file_input_and_a_missing_entry(clips, tmp_path):
