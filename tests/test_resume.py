@@ -159,7 +159,7 @@ def test_cli_killed_three_times_resumes_to_identical_outputs(tmp_path):
         return len(list(masks.glob("*.png"))) if masks.is_dir() else 0
 
     kills = 0
-    for _ in range(3):
+    for attempt in range(3):
         # Kill after a random number of new frames, not after a random time: on a fast machine a
         # timed kill can land after the run has already finished.
         target = written() + int(rng.integers(25, 60))
@@ -168,13 +168,20 @@ def test_cli_killed_three_times_resumes_to_identical_outputs(tmp_path):
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            # A suite run in the background ignores SIGINT, and children inherit that.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         while process.poll() is None and written() < target:
             time.sleep(0.005)
         if process.poll() is None:
-            process.send_signal(signal.SIGKILL)
+            # The first interruption is Ctrl-C (finish cleanly, exit 130), the others SIGKILL.
+            process.send_signal(signal.SIGINT if attempt == 0 else signal.SIGKILL)
             kills += 1
         process.wait()
+        if attempt == 0:
+            assert process.returncode == 130
+            assert not (tmp_path / "part" / "annotations.json").exists()
+            assert (tmp_path / "part" / "annotations.incomplete.json").is_file()
     result = subprocess.run(
         [*base, "-o", str(tmp_path / "part"), "--resume"], env=env, capture_output=True, text=True
     )
