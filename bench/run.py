@@ -281,12 +281,31 @@ def sections(quick: bool) -> list[Section]:
         Section(
             "image_models",
             (
-                "## Learned image models (transformers, CPU)\n\n`bench/image_models.py`. Tiny "
-                "models: the random test models of `deva.segmenters.tiny_models` (speed of the "
-                "plumbing, not of real checkpoints). SAM ViT-B: `SamConfig()` defaults = the real "
-                "ViT-B size, random weights (speed does not depend on the values). Auto mode "
-                "filters most random candidates only by chance, so its tiny-model time includes "
-                "upsampling whatever passes.\n"
+                "## Learned image models (transformers, CPU)\n\n`bench/image_models.py`, one "
+                "854×480 DAVIS frame, 2 threads. Two kinds of row (the weights column). *Tiny "
+                "test model*: the random test models of `deva.segmenters.tiny_models` through "
+                "deva's loading and segmenting code (speed of the plumbing, not of real "
+                "checkpoints). *Real size, random weights*: estimates for the released checkpoint "
+                "named in the row, a random model built in memory from transformers configs, "
+                "nothing downloaded (speed does not depend on the values): SAM ViT-B "
+                "(`SamConfig()`) and ViT-H (DEVA's default: 1280 wide, 32 layers, 16 heads, "
+                "global attention at 7, 15, 23, 31, MLP 5120), SAM 2.1 hiera-tiny "
+                "(`Sam2Config()`), Grounding DINO Swin-T (`GroundingDinoConfig()`, BERT-base from "
+                "`BertConfig()`, 800/1333 resize), OWLv2 B/16 (`Owlv2Config()`, 960² input), "
+                "Mask2Former Swin-T COCO panoptic (Swin-T depths, 133 labels, its processor's "
+                "384² input), OneFormer Swin-T ADE20k (`OneFormerConfig()`, 150 labels, 512-pixel "
+                "short side) and EoMT-L COCO panoptic 640 (`EomtConfig()`, 133 labels, 640² "
+                "padded). No model was skipped: the real tokenizers are downloads, so Grounding "
+                "DINO, OWLv2 and OneFormer get word- or letter-level stand-in tokenizers (the "
+                "prompt `swan. bird` is a handful of tokens either way; OneFormer's task text is "
+                "padded to 77). Real-size rows time deva's code for one frame (processor, model, "
+                "post-processing; for SAM the image encoder, run once per frame, and one "
+                "64-point decoder batch), one pass after a warm-up pass, or a single pass where "
+                "it takes over 20 s. Auto-frame rows are estimates: encoder + 64 decoder batches "
+                "(ViT-H has ViT-B's mask decoder, so it uses that batch time); a text-mode frame "
+                "costs its detector + the SAM encoder + one box batch. SAM-HQ is timed with its "
+                "tiny model only. Auto mode filters most random candidates only by chance, so "
+                "its tiny-model time includes upsampling whatever passes.\n"
             ),
             lambda: image_models.table(),
         ),
