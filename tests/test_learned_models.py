@@ -29,7 +29,7 @@ from deva.segmenters.panoptic import PanopticSegmenter, PanopticSettings
 from deva.segmenters.sam_auto import AutomaticSegmenter, AutoSettings
 from deva.segmenters.sam_prompt import SamPrompter
 from deva.tracker import Tracker
-from deva.types import Segmentation
+from deva.types import Segmentation, SegmentInfo
 
 CPU = torch.device("cpu")
 SIZE = (120, 214)  # DAVIS frames downscaled: the segmenters see "native" frames of this size
@@ -128,6 +128,34 @@ def test_tracker_prompts_fewer_points_once_objects_are_tracked(models, clip):
     assert counts[0] == 36  # nothing tracked yet: the full grid
     assert results[0].objects  # something was found and is tracked
     assert counts[1] < 36  # frame 2: points on tracked pixels are no longer prompted
+
+
+def test_tracker_covering_half_the_frame_halves_the_prompts(models, clip):
+    # Frame 0: a stand-in detector gives one object over the left half; the tracker keeps it
+    # (flow). Frame 2: SAM runs through the tracker and may prompt only the untracked right half.
+    segmenter = AutomaticSegmenter(sam(models), AutoSettings(points_per_side=8))
+    counts: list[int] = []
+
+    class LeftHalfThenSam:
+        category_names: dict[int, str] = {}
+
+        def segment(self, image, *, frame_index, unsegmented=None):
+            if frame_index == 0:
+                ids = np.zeros(image.shape[:2], np.int32)
+                ids[:, : image.shape[1] // 2] = 1
+                return Segmentation(ids, (SegmentInfo(1),))
+            result = segmenter.segment(image, frame_index=frame_index, unsegmented=unsegmented)
+            counts.append(segmenter.last_num_points)
+            return result
+
+    config = TrackerConfig(mode="online", detect_every=2, size=-1, incremental=True)
+    from deva.io.frames import open_frames
+
+    results = list(Tracker(LeftHalfThenSam(), FlowPropagator(), config).run(open_frames(clip)))
+    assert len(results) == 4 and len(counts) == 1
+    tracked = results[1].ids > 0
+    assert 0.4 < tracked.mean() < 0.6  # the left half is still tracked after frame 0
+    assert 24 <= counts[0] <= 36  # of the 64 grid points, about the right half's 32
 
 
 def test_text_prompt_categories_and_scores(models, clip):
