@@ -58,7 +58,8 @@ class NetworkPropagator:
             is cut (logged once per kind of cut). None = the memory policy alone bounds it.
         optimize: run a copy of ``network`` with its BatchNorms folded into the convs and
             channels-last weights (``inference.prepare_for_inference``): the same outputs up to
-            float rounding, ~1.3x faster on CPU. ``network`` itself is not modified.
+            float rounding; 1.2x faster than the plain network on one CPU host, no faster on
+            another (BENCHMARKS.md). ``network`` itself is not modified.
         precision: "float32" (default: the reference numerics), "bfloat16" (autocast; CPUs
             with AVX-512 BF16/AMX and GPUs run the convolutions much faster, masks differ from
             float32 at a few boundary pixels) or "float16" (CUDA only). Memory, readout, the
