@@ -120,7 +120,11 @@ def track(
         typer.Option(help="Network weights: DEVA-propagation.pth or a Hugging Face hub id."),
     ] = None,
     device: Annotated[
-        DeviceName, typer.Option(help="Where the network runs (auto = CUDA if available).")
+        DeviceName,
+        typer.Option(
+            help="Where the models run: propagation network and image models (auto = CUDA if "
+            "available)."
+        ),
     ] = DeviceName.auto,
     precision: Precision = PrecisionName.float32,
     mode: Annotated[

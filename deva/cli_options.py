@@ -52,7 +52,9 @@ class KeyframeName(StrEnum):
 
 Output = Annotated[Path, typer.Option("--output", "-o", help="Output folder.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
-Device = Annotated[DeviceName, typer.Option(help="Where the network runs.")]
+Device = Annotated[
+    DeviceName, typer.Option(help="Where the models run: propagation network and image models.")
+]
 ClipSize = Annotated[int, typer.Option(help="Frames per clip in semionline mode.")]
 Size = Annotated[int, typer.Option(help="Short side of the working resolution (-1 = native).")]
 

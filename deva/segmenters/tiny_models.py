@@ -18,47 +18,38 @@ WORDS = ("person", "dog", "ball", "cat", "car", "swan", "bike", "bird")
 """The tiny text vocabulary: prompts made of these words tokenise without [UNK]."""
 
 
-def tiny_sam(
-    folder: str | Path, *, real_size: bool = False, hq: bool = False, seed: int = 0
-) -> Path:
-    """SAM (or, ``hq``, SAM-HQ) with a 2-layer 32-wide ViT; ``real_size``: the SamConfig()
-    defaults = ViT-B, plain random weights."""
+def tiny_sam(folder: str | Path, *, hq: bool = False, seed: int = 0) -> Path:
+    """SAM (or, ``hq``, SAM-HQ) with a 2-layer 32-wide ViT."""
     transformers = require_transformers()
     from transformers.models.sam.image_processing_pil_sam import SamImageProcessorPil
 
     prefix = "SamHQ" if hq else "Sam"
     parts = {name: getattr(transformers, f"{prefix}{name}") for name in _SAM_PARTS}
-    if real_size:
-        config = parts["Config"]()
-    else:
-        decoder = {"vit_dim": 32} if hq else {}
-        config = parts["Config"](
-            vision_config=parts["VisionConfig"](
-                hidden_size=32,
-                num_hidden_layers=2,
-                num_attention_heads=2,
-                mlp_dim=64,
-                output_channels=32,
-                global_attn_indexes=[1],
-                window_size=4,
-                num_pos_feats=16,
-            ),
-            prompt_encoder_config=parts["PromptEncoderConfig"](
-                hidden_size=32, mask_input_channels=4
-            ),
-            mask_decoder_config=parts["MaskDecoderConfig"](
-                hidden_size=32,
-                num_hidden_layers=2,
-                num_attention_heads=2,
-                mlp_dim=64,
-                iou_head_hidden_dim=32,
-                **decoder,
-            ),
-        )
+    decoder = {"vit_dim": 32} if hq else {}
+    config = parts["Config"](
+        vision_config=parts["VisionConfig"](
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            mlp_dim=64,
+            output_channels=32,
+            global_attn_indexes=[1],
+            window_size=4,
+            num_pos_feats=16,
+        ),
+        prompt_encoder_config=parts["PromptEncoderConfig"](hidden_size=32, mask_input_channels=4),
+        mask_decoder_config=parts["MaskDecoderConfig"](
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            mlp_dim=64,
+            iou_head_hidden_dim=32,
+            **decoder,
+        ),
+    )
     torch.manual_seed(seed)
     model = parts["Model"](config).eval()
-    if not real_size:
-        _decisive_sam(model)
+    _decisive_sam(model)
     processor = parts["Processor"](image_processor=SamImageProcessorPil())
     return _save(folder, model, processor)
 
