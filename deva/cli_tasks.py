@@ -177,6 +177,13 @@ def vipseg(
             "(what VPQ/STQ expect)."
         ),
     ] = True,
+    fill: Annotated[
+        bool,
+        typer.Option(
+            help="Flow propagator: pixels without a flow source (disoccluded, entering the view) "
+            "take the nearest segment's label instead of none (panoptic: every pixel is labelled)."
+        ),
+    ] = True,
     *,
     shared: _Shared,
 ) -> None:
@@ -184,7 +191,7 @@ def vipseg(
     required per segment). Writes OUT/pan_pred/<video>/<frame>.png (RGB ids) and OUT/pred.json."""
     from deva.tasks.vipseg import run_vipseg
 
-    shared.run(run_vipseg, images, detections, output, stuff_merging=stuff_merging)
+    shared.run(run_vipseg, images, detections, output, stuff_merging=stuff_merging, fill=fill)
 
 
 @task_app.command("burst")

@@ -149,3 +149,54 @@ def test_min_fragment_removes_small_detached_pieces_only():
     tidy = cleaned.propagate(image).argmax(0) == 1
     assert kept[51, 51] and not tidy[51, 51]
     assert tidy[20:30, 20:30].all()
+
+
+def tiled_scene(frames: int = 6) -> tuple[np.ndarray, np.ndarray]:
+    """A panoptic clip: a textured square (label 3) moving right over two stuff regions (top 1,
+    bottom 2) that tile the rest, while the camera pans left (new content enters on the right).
+    Images (T, H, W, 3) uint8 and true labels (T, H, W)."""
+    height, width, pan, step, side = 96, 128, 3, 4, 32
+    wide = width + pan * frames
+    background = texture(height, wide, seed=1)
+    background[height // 2 :] = texture(height - height // 2, wide, seed=3, low=100)
+    stuff = np.ones((height, wide), np.int32)
+    stuff[height // 2 :] = 2
+    patch = texture(side, side, seed=2, low=120, amplitude=120)
+    images, truth = [], []
+    for frame in range(frames):
+        image = background[:, pan * frame : pan * frame + width].copy()
+        labels = stuff[:, pan * frame : pan * frame + width].copy()
+        y, x = 32, 16 + step * frame
+        image[y : y + side, x : x + side] = patch
+        labels[y : y + side, x : x + side] = 3
+        images.append(image)
+        truth.append(labels)
+    return np.stack(images), np.stack(truth)
+
+
+def track_tiled(propagator: FlowPropagator) -> list[np.ndarray]:
+    images, truth = tiled_scene()
+    propagator.memorize(images[0], truth[0][None] == np.arange(1, 4).reshape(3, 1, 1), [1, 2, 3])
+    return [propagator.propagate(image).argmax(axis=0) for image in images[1:]]
+
+
+def test_fill_unknown_labels_every_pixel_of_a_tiled_scene() -> None:
+    _, truth = tiled_scene()
+    plain, filled = track_tiled(FlowPropagator()), track_tiled(FlowPropagator(fill_unknown=True))
+    last = truth[-1]
+    for labels in filled:
+        assert (labels > 0).all()
+    unlabelled = np.mean(plain[-1] == 0)
+    plain_iou = [iou(plain[-1] == k, last == k) for k in (1, 2, 3)]
+    filled_iou = [iou(filled[-1] == k, last == k) for k in (1, 2, 3)]
+    assert unlabelled > 0.1  # measured 0.24: entering and disoccluded content, no label
+    # Measured stuff 0.74/0.75 -> 0.93/0.91; the moving square 0.90 -> 0.55: the band it
+    # uncovers is nearest to the square and goes to it (mean IoU 0.800 -> 0.796).
+    assert filled_iou[0] > plain_iou[0] + 0.1 and filled_iou[1] > plain_iou[1] + 0.1
+    assert filled_iou[2] > 0.45
+
+
+def test_fill_unknown_off_is_the_default() -> None:
+    default, off = track_tiled(FlowPropagator()), track_tiled(FlowPropagator(fill_unknown=False))
+    for a, b in zip(default, off, strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -6,7 +6,9 @@ and samples the masks where each pixel came from (backward warping: every pixel 
 value, nothing piles up or leaves holes). Pixels that were hidden in the previous frame have no
 true source there; sampling anyway smears a moving object into a trail behind it. They are found
 by forward-backward consistency and handed to the background, as are pixels whose source lies
-outside the frame (content entering the view is not known to belong to anything).
+outside the frame (content entering the view is not known to belong to anything). With
+``fill_unknown`` they take the labels of the nearest pixel that has a source instead, for
+panoptic segmentation, where every pixel belongs to some segment.
 
 The memory keeps soft probabilities. Re-sharpening them to one-hot argmax masks after each step
 changed IoU by less than 0.005 after 30 frames on DAVIS, so the cheaper soft state stays.
@@ -103,6 +105,19 @@ class FlowPropagator:
             moving objects, which the merge would otherwise keep: on the rendered demo clip
             J&F 0.786 -> 0.906 at 0.2, but on DAVIS-16 it costs 0.013-0.018 (thin parts of
             real objects come apart), so it is off (0.0) by default.
+        fill_unknown: give each pixel without a source (disoccluded, or sampled from outside
+            the frame) the probabilities of the nearest pixel that has one, instead of the
+            background. For panoptic segmentation (VIPSeg), where the segments tile the frame,
+            the background is no segment at all, so such pixels would be left unlabelled
+            between detections (3-14 % of them on the VIPSeg round trip) and counted as misses.
+            The fill applies always, whatever the masks cover: the nearest source may itself be
+            background, so where the masks leave background the fill keeps it, and where they
+            tile the frame nothing stays unlabelled. Entering content is usually the stuff next
+            to it; a band a mover uncovers often goes to the mover (a square sliding over two
+            stuff regions: stuff IoU 0.74 -> 0.93, the square's 0.90 -> 0.55), so it is off by
+            default: for objects on an unlabelled background (DAVIS) the background is the
+            right answer. On the VIPSeg round trip with detections every 5 frames it lifts
+            STQ from 66 to 93.
     """
 
     def __init__(
@@ -116,6 +131,7 @@ class FlowPropagator:
         occlusion_relative: float = 0.01,
         edge_gated: bool = True,
         min_fragment: float = 0.0,
+        fill_unknown: bool = False,
         max_memory_mb: float | None = None,
     ) -> None:
         if preset not in DIS_PRESETS:
@@ -138,6 +154,7 @@ class FlowPropagator:
         if not 0.0 <= min_fragment < 1.0:
             raise DevaError(f"min_fragment must be in [0, 1), got {min_fragment}")
         self.min_fragment = min_fragment
+        self.fill_unknown = fill_unknown
         if max_memory_mb is not None and max_memory_mb <= 0:
             raise DevaError(f"max_memory_mb must be > 0, got {max_memory_mb}")
         self.max_memory_bytes = None if max_memory_mb is None else int(max_memory_mb * 2**20)
@@ -190,6 +207,8 @@ class FlowPropagator:
             return np.ones((1, *geometry.shape), np.float32)
         maps, reach = self._sampling_maps(current, previous, self._masks, self._boxes, geometry)
         probs, self._boxes = _warp(self._masks, self._boxes, maps, reach)
+        if self.fill_unknown:
+            self._boxes = _fill_unknown(probs, self._boxes, maps)
         if self.min_fragment > 0:
             _drop_fragments(probs, self._boxes, self.min_fragment)
         self._masks = _copy_boxes(probs[1:], self._boxes)
@@ -238,7 +257,9 @@ class FlowPropagator:
             return np.ones((1, *geometry.shape), np.float32)
         boxes = [_support_box(mask) for mask in masks]
         maps, reach = self._sampling_maps(dst_small, src_small, masks, boxes, geometry)
-        probs, _ = _warp(masks, boxes, maps, reach)
+        probs, boxes = _warp(masks, boxes, maps, reach)
+        if self.fill_unknown:
+            _fill_unknown(probs, boxes, maps)
         return probs
 
     def forget(self, object_ids: Sequence[int]) -> None:
@@ -444,6 +465,32 @@ def _warp(
         new_boxes.append(_offset(_support_box(window), x0, y0))
     _normalise(probs)
     return probs, new_boxes
+
+
+def _fill_unknown(probs: np.ndarray, boxes: list[_Box], maps: np.ndarray) -> list[_Box]:
+    """Give every pixel without a source (``maps`` outside the frame, disoccluded pixels
+    included: they point nowhere) the probabilities of the nearest pixel with one, in place;
+    returns the objects' boxes grown to what they gained. Pixels whose source is partly outside
+    (a border band under 1 px) count as without one: their objects were faded towards 0."""
+    _, height, width = probs.shape
+    xs, ys = maps[..., 0], maps[..., 1]
+    unknown = (xs < 0) | (xs > width - 1) | (ys < 0) | (ys > height - 1)
+    holes = np.flatnonzero(unknown)
+    if len(holes) == 0 or len(holes) == unknown.size:
+        return boxes
+    # The labels number the known (zero) pixels in row-major order, 1 upwards.
+    _, nearest = cv2.distanceTransformWithLabels(
+        unknown.view(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
+    )
+    sources = np.flatnonzero(~unknown)[nearest.ravel()[holes] - 1]
+    flat = probs.reshape(len(probs), -1)
+    filled = flat[:, sources]
+    flat[:, holes] = filled
+    gained = np.flatnonzero((filled[1:] > 0).any(axis=1))
+    boxes = list(boxes)
+    for slot in gained:
+        boxes[slot] = _support_box(probs[1 + slot])
+    return boxes
 
 
 def _soft_masks(masks: np.ndarray, object_ids: Sequence[int], shape: tuple[int, int]) -> np.ndarray:
