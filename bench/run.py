@@ -351,7 +351,14 @@ def sections(quick: bool) -> list[Section]:
                 "noise, 10 % of frames empty). Associated consensus over 10 sampled frames "
                 "aligned by the flow propagator, then the soft consensus propagated backward and "
                 "forward with `FlowPropagator()`; against thresholding each frame's own map at "
-                "0.5. DAVIS-16 union protocol, all six clips.\n"
+                "0.5. DAVIS-16 union protocol, all six clips.\n\n"
+                "Why it loses here: the 10 sampled frames lie up to a whole clip apart, and the "
+                "flow propagator aligns a frame to the keyframe with one optical flow across "
+                "that gap, which fails for anything but slow motion. The uniform weights (1/10, "
+                "no scores) then leave the consensus below 0.5 almost everywhere: on bmx-trees "
+                "and breakdance even the keyframe comes out empty, hence 0.000. The protocol "
+                "needs a propagator that matches distant frames (the DEVA network with trained "
+                "weights); with flow, per-frame thresholding is the better choice.\n"
             ),
             lambda: unsup_saliency.table(unsup_saliency.measure()),
         ),
