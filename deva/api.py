@@ -61,14 +61,15 @@ def make_propagator(
     max_memory_mb: float | None = None,
     sam2_model: str | None = None,
     precision: str = "float32",
+    fill_unknown: bool = False,
 ) -> Propagator:
     """A propagator by name: ``flow`` (optical flow, no weights), ``network`` (the DEVA
     propagation network; needs ``checkpoint``, a file such as DEVA-propagation.pth or a
     Hugging Face hub id; runs in ``precision``, see ``NetworkPropagator``) or ``sam2`` (the
     SAM 2 video model ``sam2_model``). ``max_memory_mb`` caps the propagator's memory (see
-    README)."""
+    README); ``fill_unknown``: see ``FlowPropagator``."""
     factories: dict[str, Callable[[], Propagator]] = {
-        "flow": lambda: _flow(max_memory_mb),
+        "flow": lambda: _flow(max_memory_mb, fill_unknown),
         "network": lambda: _network(checkpoint, device, max_memory_mb, precision),
         "sam2": lambda: _sam2(sam2_model, device),
     }
@@ -77,6 +78,8 @@ def make_propagator(
     _check_propagator_options(
         name, checkpoint=checkpoint, sam2_model=sam2_model, precision=precision
     )
+    if fill_unknown and name != "flow":
+        raise DevaError(f"--fill is only used by the flow propagator, not {name}")
     return factories[name]()
 
 
@@ -382,7 +385,7 @@ def _sam2(model: str | None, device: str) -> Propagator:
     return build_sam2_propagator(model, device)
 
 
-def _flow(max_memory_mb: float | None = None) -> Propagator:
+def _flow(max_memory_mb: float | None = None, fill_unknown: bool = False) -> Propagator:
     from deva.propagation.flow import FlowPropagator
 
-    return FlowPropagator(max_memory_mb=max_memory_mb)
+    return FlowPropagator(max_memory_mb=max_memory_mb, fill_unknown=fill_unknown)

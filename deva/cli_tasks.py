@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -74,10 +74,17 @@ class _Shared:
     runner_args: dict[str, object]
 
     def run(
-        self, runner: Callable[..., int], images: Path, source: Path, output: Path, **args: object
+        self,
+        runner: Callable[..., int],
+        images: Path,
+        source: Path,
+        output: Path,
+        *,
+        propagator_options: dict[str, Any] | None = None,
+        **args: object,
     ) -> None:
         """``runner(images, source, output, ...)`` with a progress bar; DevaErrors become one
-        line and exit code 2."""
+        line and exit code 2. ``propagator_options``: extra ``make_propagator`` arguments."""
         from deva.cli import _guarded, _logging, console
 
         _logging(self.verbose)
@@ -87,7 +94,10 @@ class _Shared:
 
             with _progress_bar() as progress:
                 propagator = make_propagator(
-                    self.propagator.value, checkpoint=self.checkpoint, device=self.device.value
+                    self.propagator.value,
+                    checkpoint=self.checkpoint,
+                    device=self.device.value,
+                    **(propagator_options or {}),
                 )
                 frames = runner(
                     images,
@@ -178,12 +188,14 @@ def vipseg(
         ),
     ] = True,
     fill: Annotated[
-        bool,
+        bool | None,
         typer.Option(
+            "--fill/--no-fill",
             help="Flow propagator: pixels without a flow source (disoccluded, entering the view) "
             "take the nearest segment's label instead of none (panoptic: every pixel is labelled)."
+            " Default: on with the flow propagator.",
         ),
-    ] = True,
+    ] = None,
     *,
     shared: _Shared,
 ) -> None:
@@ -191,7 +203,15 @@ def vipseg(
     required per segment). Writes OUT/pan_pred/<video>/<frame>.png (RGB ids) and OUT/pred.json."""
     from deva.tasks.vipseg import run_vipseg
 
-    shared.run(run_vipseg, images, detections, output, stuff_merging=stuff_merging, fill=fill)
+    fill_unknown = shared.propagator == _Propagator.flow if fill is None else fill
+    shared.run(
+        run_vipseg,
+        images,
+        detections,
+        output,
+        propagator_options={"fill_unknown": fill_unknown},
+        stuff_merging=stuff_merging,
+    )
 
 
 @task_app.command("burst")

@@ -400,9 +400,7 @@ def test_vipseg_run_task_output_is_what_eval_vipseg_reads(davis_root, tmp_path):
     (gt / "panoptic_gt_VIPSeg_val.json").write_text(json.dumps(gt_json))
     (dets / "pred.json").write_text(json.dumps({"annotations": det_annotations}))
 
-    # Detections merged on every frame: with the default --detect-every 5 the flow propagator
-    # leaves a few % of the pixels unlabelled, which deeplab2's SQ (and so STQ) punishes as an
-    # extra class of IoU 0 (STQ ~66, VPQ ~89 here): the tracker's doing, not the round trip's.
+    # Detections merged on every frame: the round trip itself, with as little tracking as can be.
     result = run("vipseg", images, "-o", out, "--detections", dets, "--detect-every", 1)
     assert result.exit_code == 0, result.output
     good = vipseg_scores(evaluate("vipseg", "--results", out, "--gt", gt), 2)
@@ -415,6 +413,28 @@ def test_vipseg_run_task_output_is_what_eval_vipseg_reads(davis_root, tmp_path):
     assert result.exit_code == 0, result.output
     scores = vipseg_scores(evaluate("vipseg", "--results", filled, "--gt", gt), 2)
     assert scores["VPQ"] > 93 and scores["STQ"] > 88, scores
+    # --no-fill leaves those pixels unlabelled, which deeplab2's SQ (and so STQ) punishes as an
+    # extra class of IoU 0.
+    holes = tmp_path / "holes"
+    result = run("vipseg", images, "-o", holes, "--detections", dets, "--no-fill")
+    assert result.exit_code == 0, result.output
+    unfilled = vipseg_scores(evaluate("vipseg", "--results", holes, "--gt", gt), 2)
+    assert unfilled["STQ"] < scores["STQ"] - 10, (unfilled, scores)
+    # the fill belongs to the flow propagator: asking for it with another is one clear error
+    result = run(
+        "vipseg",
+        images,
+        "-o",
+        tmp_path / "x",
+        "--detections",
+        dets,
+        "--fill",
+        "--propagator",
+        "network",
+        "--checkpoint",
+        str(tmp_path / "none.pth"),
+    )
+    assert result.exit_code == 2 and "--fill is only used by the flow propagator" in result.output
 
     # Corrupt the written prediction: the dog is left VOID in every other frame of "dog".
     pred = json.loads((out / "pred.json").read_text())

@@ -9,9 +9,9 @@ Output: ``OUT/pan_pred/<video>/<frame>.png`` (24-bit RGB ids) and ``OUT/pred.jso
 Thing/stuff comes from the category (the fixed VIPSeg table), never from the JSON. Stuff merging
 (on by default) then gives all stuff segments of one category in a video one id and a thing a
 new id whenever its voted category changes, because VPQ requires one category per id.
-With the flow propagator, pixels that flow gives no source (disoccluded, or entering the view)
-take the nearest segment's label (``FlowPropagator.fill_unknown``, on by default): every pixel of
-a panoptic frame belongs to some segment, and VPQ / STQ count unlabelled ones as misses.
+Give it ``FlowPropagator(fill_unknown=True)`` (what ``deva run-task vipseg`` does): pixels that
+flow gives no source then take the nearest segment's label, since every pixel of a panoptic
+frame belongs to some segment and VPQ / STQ count unlabelled ones as misses.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from deva.config import TrackerConfig
 from deva.errors import DevaError
 from deva.io.atomic import ensure_writable_dir
 from deva.propagation.base import Propagator
-from deva.propagation.flow import FlowPropagator
 from deva.segmenters.base import ImageSegmenter
 from deva.tasks.dataset import Detections, Progress, Video, open_video, track_videos
 from deva.tasks.outputs import PackedIds, relabel, write_json, write_rgb_ids
@@ -146,17 +145,10 @@ def run_vipseg(
     propagator: Propagator,
     config: TrackerConfig | None = None,
     stuff_merging: bool = True,
-    fill: bool = True,
     allow_missing: bool = False,
     progress: Progress | None = None,
 ) -> int:
-    """Track every video of the detections folder; returns the number of frames written.
-
-    ``fill`` sets a ``FlowPropagator``'s ``fill_unknown`` (the propagator given is changed);
-    other propagators are left as they are.
-    """
-    if isinstance(propagator, FlowPropagator):
-        propagator.fill_unknown = fill
+    """Track every video of the detections folder; returns the number of frames written."""
     images, output = Path(images), ensure_writable_dir(output)
     dets = Detections(detections, allow_missing=allow_missing)
     videos = [open_video(images, name) for name in dets.videos()]
