@@ -7,38 +7,14 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-import numpy as np
 import pytest
 import torch
 from torch.utils.data import Dataset
+from train_fixtures import MovingShapes
 
 import deva.train.trainer as trainer
 from deva.train.config import StageConfig, TrainConfig
 from deva.train.trainer import learning_rate, train
-
-
-class Blobs(Dataset):
-    """Random frames with one square object drifting right; deva.train.data items."""
-
-    def __init__(self, length: int = 4, num_frames: int = 3, size: int = 32) -> None:
-        self.length, self.t, self.size = length, num_frames, size
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, index: int) -> dict:
-        rng = np.random.default_rng(index)
-        s = self.size
-        images = rng.normal(0.0, 1.0, (self.t, 3, s, s)).astype(np.float32)
-        masks = np.zeros((self.t, 1, s, s), np.float32)
-        for f in range(self.t):
-            masks[f, 0, 8:20, 4 + 2 * f : 16 + 2 * f] = 1.0
-        return {
-            "images": torch.from_numpy(images),
-            "masks": torch.from_numpy(masks),
-            "selector": torch.ones(1),
-            "name": f"blobs-{index}",
-        }
 
 
 def tiny_config(**overrides: object) -> TrainConfig:
@@ -67,7 +43,7 @@ def tiny_config(**overrides: object) -> TrainConfig:
 
 
 def blobs(name: str, stage: StageConfig, config: TrainConfig) -> Dataset:
-    return Blobs(num_frames=stage.num_frames, size=stage.size)
+    return MovingShapes(4, stage.num_frames, max_objects=stage.max_objects, size=stage.size)
 
 
 @pytest.fixture
