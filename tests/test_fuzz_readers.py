@@ -690,6 +690,12 @@ def put(path: Path, data: bytes | None) -> None:
         path.write_bytes(data)
 
 
+def put_all(root: Path, files: dict[str, bytes | None]) -> None:
+    """``put`` every ``relative path -> data`` of ``files`` under ``root``."""
+    for relative, data in files.items():
+        put(root / relative, data)
+
+
 @st.composite
 def davis_layouts(draw: st.DrawFn) -> tuple[list[bytes | None], list[bytes | None]]:
     """(gt PNGs, result PNGs) of one sequence, frame by frame."""
@@ -787,8 +793,7 @@ def test_task_dataset_folders(
     """What ``deva run-task`` reads: video folders, their frames and their detections."""
     with folder() as where:
         (where / "dets").mkdir()
-        for relative, data in files.items():
-            put(where / relative, data)
+        put_all(where, files)
 
         def read() -> list[tuple[str, int]]:
             found = Detections(where / "dets", allow_missing=allow_missing)
@@ -869,8 +874,7 @@ def test_referring_dataset_folders(files: dict[str, bytes | None]) -> None:
     """What ``deva run-task ref-davis / ref-youtube`` read, up to the propagator."""
     with folder() as where:
         (where / "masks").mkdir()
-        for relative, data in files.items():
-            put(where / relative, data)
+        put_all(where, files)
 
         def read() -> None:
             masks_root = where / "masks"
@@ -929,8 +933,7 @@ def test_training_video_sequences(
 ) -> None:
     name, files = layout
     with folder() as where:
-        for relative, data in files.items():
-            put(where / relative, data)
+        put_all(where, files)
 
         def sample() -> dict[str, Any]:
             data = VideoSequences(
@@ -970,8 +973,7 @@ def static_images(draw: st.DrawFn) -> dict[str, bytes | None]:
 @given(files=static_images(), on_bad_file=st.sampled_from(["skip", "stop"]))
 def test_training_static_images(files: dict[str, bytes | None], on_bad_file: str) -> None:
     with folder() as where:
-        for relative, data in files.items():
-            put(where / relative, data)
+        put_all(where, files)
 
         def sample() -> dict[str, Any]:
             data = StaticImageSequences(
