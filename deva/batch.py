@@ -172,9 +172,9 @@ def run_batch(
     inputs: a folder (its video files and frame sub-folders), a text file listing one input per
         line (relative paths are relative to the list; blank lines and ``#`` comments skipped),
         or a sequence of paths.
-    workers > 1 or address: one Ray task per video (``pip install "deva[cluster]"``) on a local
-        Ray instance with ``workers`` CPUs, or on the cluster at ``address``. Without Ray, a
-        local batch warns and runs in-process (the same manifest); an address needs Ray.
+    workers > 1 or address: one Ray task per video (``pip install "deva-track[cluster]"``) on
+        a local Ray instance with ``workers`` CPUs, or on the cluster at ``address``. Without
+        Ray, a local batch warns and runs in-process (the same manifest); an address needs Ray.
     on_start(pending, total), on_video(record) after each video, on_frame() after each frame
     (in-process runs only): progress hooks.
     Other options as ``deva.track``. Raises DevaError only for problems with the whole batch,

@@ -13,11 +13,11 @@ import os
 from collections.abc import Callable, Sequence
 
 from deva.batch import TrackOptions, VideoJob, VideoRecord, track_video
-from deva.errors import DevaError
+from deva.errors import DevaError, install_hint
 
 _SINGLE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 NO_RAY_WARNING = (
-    'ray is not installed (pip install "deva[cluster]"): '
+    f"ray is not installed ({install_hint('cluster')}): "
     "running the videos one after another in-process"
 )
 
@@ -53,7 +53,7 @@ def run_with_ray(
         import ray
     except ImportError as err:
         raise DevaError(
-            'running videos in parallel needs Ray: pip install "deva[cluster]" (or use --workers 1)'
+            f"running videos in parallel needs Ray: {install_hint('cluster')} (or use --workers 1)"
         ) from err
     started = not ray.is_initialized()
     if started:

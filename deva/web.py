@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deva.config import TrackerConfig
-from deva.errors import DevaError
+from deva.errors import DevaError, install_hint
 from deva.io.atomic import atomic_path
 from deva.segmenters.options import LEARNED_SEGMENTERS, ModelOptions, tracker_defaults
 
@@ -40,7 +40,7 @@ MODES: dict[str, str] = {
     "precomputed": "Precomputed detections (zip)",
     "masks": "First-frame masks (zip)",
 }
-#: Modes that need a learned image model (the ``deva[models]`` extra).
+#: Modes that need a learned image model (the ``deva-track[models]`` extra).
 LEARNED_MODES = LEARNED_SEGMENTERS
 #: Finished runs kept in the work folder; older ones are deleted when a new run starts (Gradio
 #: has already copied their outputs into its own cache by then).
@@ -141,7 +141,7 @@ def mode_available(segmentation: str) -> str | None:
         return None
     if importlib.util.find_spec("transformers") is None:
         return (
-            f'{MODES[segmentation]} mode needs the learned image models: pip install "deva[models]"'
+            f"{MODES[segmentation]} mode needs the learned image models: {install_hint('models')}"
         )
     if segmentation not in SEGMENTER_NAMES:
         return f"{MODES[segmentation]} mode is not available in this version of deva"
@@ -439,7 +439,7 @@ def _gradio() -> Any:
     try:
         import gradio
     except ImportError as err:
-        raise DevaError('the web app needs gradio: pip install "deva[web]"') from err
+        raise DevaError(f"the web app needs gradio: {install_hint('web')}") from err
     return gradio
 
 

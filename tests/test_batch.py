@@ -225,7 +225,7 @@ def test_workers_without_ray_run_in_process_after_one_warning(tmp_path, monkeypa
     assert result.exit_code == 0, result.output
     warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert warned == [NO_RAY_WARNING]
-    assert 'ray is not installed (pip install "deva[cluster]")' in NO_RAY_WARNING
+    assert 'ray is not installed (pip install "deva-track[cluster]")' in NO_RAY_WARNING
     videos_done = manifest(out)
     assert sorted(videos_done) == ["one", "two"]
     assert all(v["status"] == "ok" and v["frames"] == 4 for v in videos_done.values())
@@ -236,7 +236,7 @@ def test_workers_without_ray_run_in_process_after_one_warning(tmp_path, monkeypa
     # A cluster address cannot be served in-process: the install hint, as before.
     result = deva_cli("batch", videos, "-o", tmp_path / "cluster", "--address", "auto", *OPTIONS)
     assert result.exit_code == 2
-    assert 'pip install "deva[cluster]"' in result.output
+    assert 'pip install "deva-track[cluster]"' in result.output
 
 
 def test_inputs_that_cannot_make_a_batch(clips, tmp_path):

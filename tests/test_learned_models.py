@@ -302,7 +302,7 @@ def test_error_extra_missing_is_one_line(monkeypatch, clip, tmp_path):
     monkeypatch.setattr(importlib, "import_module", without_transformers)
     result = run_cli(clip, "-o", tmp_path / "x", "--segmenter", "auto", "--model", "x/y")
     assert result.exit_code == 2
-    assert 'pip install "deva[models]"' in result.output
+    assert 'pip install "deva-track[models]"' in result.output
     assert "Traceback" not in result.output
 
 

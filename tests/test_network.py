@@ -194,7 +194,7 @@ def test_common_wrappers_load(tiny: PropagationNetwork, tmp_path: Path, wrap) ->
 
 def test_hub_id_without_huggingface_hub(tiny: PropagationNetwork, monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # import now fails
-    with pytest.raises(DevaError, match=r"pip install \"deva\[models\]\""):
+    with pytest.raises(DevaError, match=r"pip install \"deva-track\[models\]\""):
         load_propagation_weights(tiny, "someone/deva-weights")
 
 

@@ -314,7 +314,7 @@ def test_learned_mode_without_the_models_extra(tmp_path, monkeypatch):
     frames = tmp_path / "f"
     frames.mkdir()
     Image.new("RGB", (32, 24)).save(frames / "0.png")
-    with pytest.raises(DevaError, match=r'pip install "deva\[models\]"'):
+    with pytest.raises(DevaError, match=r'pip install "deva-track\[models\]"'):
         run_job(
             WebInputs(frames_zip=zipped(frames, tmp_path / "f.zip")),
             WebSettings(segmentation="auto"),
@@ -335,7 +335,7 @@ def test_deva_web_without_gradio_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "gradio", None)  # makes `import gradio` fail
     result = CliRunner().invoke(cli_app, ["web", "--port", "1"])
     assert result.exit_code == 2
-    assert 'pip install "deva[web]"' in " ".join(result.output.split())
+    assert 'pip install "deva-track[web]"' in " ".join(result.output.split())
 
 
 # ---------------------------------------------------------------------------------------------

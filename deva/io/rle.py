@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from deva.errors import DevaError
+from deva.errors import DevaError, install_hint
 
 
 def mask_api(purpose: str = "COCO RLE output", extra: str = "export") -> Any:
@@ -16,7 +16,7 @@ def mask_api(purpose: str = "COCO RLE output", extra: str = "export") -> Any:
     try:
         from pycocotools import mask
     except ImportError as err:  # pragma: no cover - depends on the environment
-        raise DevaError(f"{purpose} needs pycocotools: pip install 'deva[{extra}]'") from err
+        raise DevaError(f"{purpose} needs pycocotools: {install_hint(extra)}") from err
     return mask
 
 

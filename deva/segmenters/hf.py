@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deva.errors import DevaError
+from deva.errors import DevaError, install_hint
 
 if TYPE_CHECKING:
     import torch
 
-INSTALL_HINT = 'pip install "deva[models]"'
+INSTALL_HINT = install_hint("models")
 
 SAM_TYPES = {"sam": "SamModel", "sam_hq": "SamHQModel", "sam2": "Sam2Model"}
 DETECTOR_TYPES = {

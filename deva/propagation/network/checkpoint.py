@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from deva.errors import DevaError
+from deva.errors import DevaError, install_hint
 
 from .model import PropagationNetwork
 
@@ -73,7 +73,7 @@ def _download_from_hub(source: str) -> Path:
     except ImportError as err:
         raise DevaError(
             f"'{source}' is not a local file; to fetch it from the Hugging Face hub, "
-            'pip install "deva[models]" (or pass the path of a downloaded checkpoint)'
+            f"{install_hint('models')} (or pass the path of a downloaded checkpoint)"
         ) from err
     try:
         return Path(hf_hub_download(repo_id=repo_id, filename=filename))
