@@ -7,11 +7,11 @@ Nothing here is imported by ``import deva``; transformers is imported inside the
 from __future__ import annotations
 
 import importlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from deva import hub
 from deva.errors import DevaError, install_hint
 
 if TYPE_CHECKING:
@@ -79,28 +79,63 @@ def load_model(
     clear error naming what the folder holds. role: words for messages ("--model (SAM)").
     with_processor: also load its processor (AutoProcessor) from the same place, except for
     the ``SELF_FED`` types (their processor is None).
-    Offline (HF_HUB_OFFLINE=1 or no network) a hub id must be in the local cache.
+    A hub id in the local cache is loaded from there without the network; otherwise one
+    request checks the hub answers before transformers downloads (it would retry an
+    unreachable hub for minutes). Offline (HF_HUB_OFFLINE=1) it must be in the cache.
     """
     transformers = require_transformers()
     name = _check_source(source, role)
-    local = {"local_files_only": True} if _offline() else {}
-    config = _load(lambda: transformers.AutoConfig.from_pretrained(name, **local), name, role)
-    model_type = getattr(config, "model_type", None)
-    if model_type not in accepted:
+    load = _Loader(transformers, name, accepted, role, device, model_dtype(device, half))
+    if Path(name).is_dir() or hub.offline():
+        return load(with_processor, local_only=hub.offline())
+    hub.quiet_duplicate_logs()
+    if hub.is_cached(name, "config.json"):
+        try:
+            return load(with_processor, local_only=True)
+        except _NotFound:
+            pass  # the weights or the processor are not cached yet: fetch them
+    problem = hub.unreachable(name, "config.json")
+    if problem is not None:
         raise DevaError(
-            f"{role}: {name} holds a {model_type!r} model; expected one of "
-            f"{', '.join(sorted(accepted))}"
+            f"{role}: model {name!r} is not in the local cache and {problem}; pass a folder "
+            "written by save_pretrained() instead, or download it once with network access "
+            "(later runs use the cache)"
         )
-    model_class = getattr(transformers, accepted[model_type])
-    dtype = model_dtype(device, half)
-    model = _load(lambda: model_class.from_pretrained(name, dtype=dtype, **local), name, role)
-    processor = None
-    if with_processor and model_type not in SELF_FED:
-        processor = _load(
-            lambda: transformers.AutoProcessor.from_pretrained(name, **local), name, role
+    return load(with_processor, local_only=False)
+
+
+@dataclass(frozen=True)
+class _Loader:
+    """One model's from_pretrained calls, from the cache only or from the hub too."""
+
+    transformers: Any
+    name: str
+    accepted: dict[str, str]
+    role: str
+    device: torch.device
+    dtype: torch.dtype
+
+    def __call__(self, with_processor: bool, *, local_only: bool) -> LoadedModel:
+        transformers, name, role = self.transformers, self.name, self.role
+        local = {"local_files_only": True} if local_only else {}
+        config = _load(lambda: transformers.AutoConfig.from_pretrained(name, **local), name, role)
+        model_type = getattr(config, "model_type", None)
+        if model_type not in self.accepted:
+            raise DevaError(
+                f"{role}: {name} holds a {model_type!r} model; expected one of "
+                f"{', '.join(sorted(self.accepted))}"
+            )
+        model_class = getattr(transformers, self.accepted[model_type])
+        model = _load(
+            lambda: model_class.from_pretrained(name, dtype=self.dtype, **local), name, role
         )
-    model = model.to(device).eval()
-    return LoadedModel(model, processor, model_type, device, dtype, name)
+        processor = None
+        if with_processor and model_type not in SELF_FED:
+            processor = _load(
+                lambda: transformers.AutoProcessor.from_pretrained(name, **local), name, role
+            )
+        model = model.to(self.device).eval()
+        return LoadedModel(model, processor, model_type, self.device, self.dtype, name)
 
 
 def _check_source(source: str | Path, role: str) -> str:
@@ -121,6 +156,10 @@ def _check_source(source: str | Path, role: str) -> str:
     return text
 
 
+class _NotFound(DevaError):
+    """A file of the model is neither in the folder or cache nor (when asked) on the hub."""
+
+
 def _load(load: Any, name: str, role: str) -> Any:
     """Run a from_pretrained call; turn 'not found / offline' into one line."""
     try:
@@ -128,10 +167,10 @@ def _load(load: Any, name: str, role: str) -> Any:
     except OSError as err:
         where = (
             "offline (HF_HUB_OFFLINE=1) and not in the local cache"
-            if _offline()
+            if hub.offline()
             else "not found on the Hugging Face hub or in the local cache"
         )
-        raise DevaError(
+        raise _NotFound(
             f"{role}: model {name!r} is {where}; download it once with network access, or "
             "pass a local folder written by save_pretrained() instead"
         ) from err
@@ -139,9 +178,3 @@ def _load(load: Any, name: str, role: str) -> Any:
         raise DevaError(f"{role}: {name} needs a missing package: {err}") from err
     except ValueError as err:
         raise DevaError(f"{role}: cannot load {name}: {str(err).splitlines()[0]}") from err
-
-
-def _offline() -> bool:
-    """HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE as set now (the hub library reads it at import)."""
-    values = (os.environ.get("HF_HUB_OFFLINE"), os.environ.get("TRANSFORMERS_OFFLINE"))
-    return any(v and v.strip().lower() in ("1", "true", "yes", "on") for v in values)

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from deva.errors import DevaError, install_hint
+from deva.hub import fetch_file
 
 from .model import PropagationNetwork
 
@@ -69,14 +70,14 @@ def _download_from_hub(source: str) -> Path:
     owner, repo, *rest = source.split("/")
     repo_id, filename = f"{owner}/{repo}", "/".join(rest) or DEFAULT_HUB_FILENAME
     try:
-        from huggingface_hub import hf_hub_download
+        import huggingface_hub  # noqa: F401  (deva.hub needs it)
     except ImportError as err:
         raise DevaError(
             f"'{source}' is not a local file; to fetch it from the Hugging Face hub, "
             f"{install_hint('models')} (or pass the path of a downloaded checkpoint)"
         ) from err
     try:
-        return Path(hf_hub_download(repo_id=repo_id, filename=filename))
+        return fetch_file(repo_id, filename)  # the cache first, then one request
     except Exception as err:  # offline, unknown repo, missing file, auth ...
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise DevaError(
