@@ -294,10 +294,10 @@ def test_error_missing_folder_and_offline_hub_id(tmp_path, monkeypatch):
 def test_error_extra_missing_is_one_line(monkeypatch, clip, tmp_path):
     real = importlib.import_module
 
-    def without_transformers(name, *args):
+    def without_transformers(name, *args, **kwargs):
         if name == "transformers":
             raise ImportError("No module named 'transformers'")
-        return real(name, *args)
+        return real(name, *args, **kwargs)
 
     monkeypatch.setattr(importlib, "import_module", without_transformers)
     result = run_cli(clip, "-o", tmp_path / "x", "--segmenter", "auto", "--model", "x/y")
