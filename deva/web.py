@@ -13,7 +13,7 @@ import re
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,6 +47,28 @@ LEARNED_MODES = LEARNED_SEGMENTERS
 KEEP_RUNS = 4
 ARCHIVE_SUFFIX = "-deva.zip"
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+#: ``deva track`` flag -> the app's field for it: messages shared with the command line name
+#: flags, which mean nothing in the app (each name starts its widget's label).
+FIELD_NAMES: dict[str, str] = {
+    "--model": "Image model",
+    "--sam2-model": "Propagator weights",
+    "--checkpoint": "Propagator weights",
+    "--detector": "Text detector",
+    "--prompt": "Text prompt",
+    "--points-per-side": "Points per side",
+    "--propagator": "Propagator",
+    "--mode": "Temporal setting",
+    "--detect-every": "Detect every",
+    "--clip-size": "Clip size",
+    "--max-missed": "Delete after misses",
+    "--max-objects": "Max objects",
+    "--size": "Resolution",
+    "--incremental": "Incremental",
+    "--detections": "Detections",
+    "--init-masks": "Masks",
+    "--segmenter": "How objects are found",
+}
+_FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 
 
 @dataclass(frozen=True)
@@ -159,7 +181,28 @@ def run_job(
     masks/, annotations.json and overlay.mp4 into one zip. Older runs are cleaned first.
 
     on_progress(done, total): called after each frame is written (total None if unknown).
+    A DevaError names the app's fields, not the command line's flags.
     """
+    try:
+        return _run_job(inputs, settings, runs_dir, on_progress)
+    except DevaError as err:
+        raise DevaError(field_names(str(err))) from err
+
+
+def field_names(message: str) -> str:
+    """``message`` with each ``deva track`` flag replaced by the quoted name of its field."""
+    return _FLAG.sub(
+        lambda m: f'"{FIELD_NAMES[m.group(0)]}"' if m.group(0) in FIELD_NAMES else m.group(0),
+        message,
+    )
+
+
+def _run_job(
+    inputs: WebInputs,
+    settings: WebSettings,
+    runs_dir: str | Path,
+    on_progress: Callable[[int, int | None], None] | None,
+) -> RunOutcome:
     from deva.api import track_to_folder
     from deva.io.frames import open_frames
     from deva.io.init_masks import InitMasks
@@ -372,7 +415,10 @@ def build_app(runs_dir: str | Path | None = None) -> gr.Blocks:
         def track(
             values: dict[Any, Any],
             progress: gr.Progress = gr.Progress(),  # noqa: B008  (Gradio's injection idiom)
-        ) -> tuple[str | None, str | None, str]:
+        ) -> Iterator[tuple[str | None, str | None, str]]:
+            # A generator: this first update clears the last run's message and results, so
+            # they do not stay on screen under this run's progress.
+            yield None, None, ""
             settings = WebSettings(
                 **{name: _text_or(values[w]) for name, w in settings_widgets.items()}
             )
@@ -385,9 +431,10 @@ def build_app(runs_dir: str | Path | None = None) -> gr.Blocks:
             try:
                 outcome = run_job(inputs, settings, runs, on_progress=advance)
             except DevaError as err:
-                return None, None, f"**Error:** {_escape(str(err))}"
+                yield None, None, f"**Error:** {_escape(str(err))}"
+                return
             overlay_path = str(outcome.overlay) if outcome.overlay else None
-            return overlay_path, str(outcome.archive), outcome.summary()
+            yield overlay_path, str(outcome.archive), outcome.summary()
 
         run.click(
             track,

@@ -4,6 +4,7 @@ headless Chromium (upload a DAVIS clip, Run, wait for the overlay, download the 
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import io
 import json
 import os
@@ -320,6 +321,73 @@ def test_learned_mode_without_the_models_extra(tmp_path, monkeypatch):
             WebSettings(segmentation="auto"),
             tmp_path / "runs",
         )
+
+
+def one_frame_zip(tmp_path: Path) -> Path:
+    frames = tmp_path / "one-frame"
+    frames.mkdir()
+    Image.new("RGB", (32, 24)).save(frames / "00000.png")
+    return zipped(frames, tmp_path / "one-frame.zip")
+
+
+def test_errors_name_the_apps_fields_not_the_command_lines_flags(tmp_path):
+    with pytest.raises(DevaError) as info:
+        run_job(
+            WebInputs(frames_zip=one_frame_zip(tmp_path)),
+            WebSettings(propagator="network"),
+            tmp_path / "runs",
+        )
+    assert '"Propagator weights"' in str(info.value) and "--" not in str(info.value)
+
+
+def test_an_offline_hub_id_names_the_image_model_field(tmp_path, monkeypatch):
+    if importlib.util.find_spec("transformers") is None:
+        pytest.skip("the models extra is not installed")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DevaError) as info:
+        run_job(
+            WebInputs(frames_zip=one_frame_zip(tmp_path)),
+            WebSettings.for_mode("auto", model="nobody/no-such-sam"),
+            tmp_path / "runs",
+        )
+    message = str(info.value)
+    assert message.startswith('"Image model" (SAM)') and "'nobody/no-such-sam'" in message
+    assert "--" not in message
+
+
+def app_parts(tmp_path: Path):
+    """The app's components by label, and the Run button's handler (no server, no browser)."""
+    pytest.importorskip("gradio", reason="the web extra is not installed")
+    from deva.web import build_app
+
+    app = build_app(tmp_path / "runs")
+    labels = [getattr(b, "label", None) for b in app.blocks.values()]
+    [run] = [
+        fn
+        for fn in app.fns.values()
+        if any(getattr(o, "elem_id", None) == "deva-status" for o in fn.outputs)
+    ]
+    return [label for label in labels if label], run
+
+
+def test_field_names_in_messages_are_the_apps_labels(tmp_path):
+    from deva.web import FIELD_NAMES
+
+    labels, _ = app_parts(tmp_path)
+    for name in FIELD_NAMES.values():
+        assert any(label.startswith(name) for label in labels), name
+
+
+def test_a_run_clears_the_last_message_before_its_progress_shows(tmp_path):
+    """The Run handler's first update empties the status, overlay and download, so an old
+    error does not stay on screen under the new run's progress bar."""
+    _, run = app_parts(tmp_path)
+    assert inspect.isgeneratorfunction(run.fn)
+    values = {component: component.value for component in run.inputs}  # nothing uploaded
+    updates = list(run.fn(values))
+    assert updates[0] == (None, None, "")
+    assert len(updates) == 2 and updates[-1][2].startswith("**Error:**")
+    assert "upload a video" in updates[-1][2]
 
 
 # ---------------------------------------------------------------------------------------------
