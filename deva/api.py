@@ -223,10 +223,16 @@ def track_to_folder(
     Returns the number of frames written.
     """
     from deva import resume as resumable
+    from deva.io.stream import LiveSource
     from deva.io.writer import ResultWriter, render_overlay
 
     if checkpoint_every < 0:
         raise DevaError(f"--checkpoint-every must be >= 0, got {checkpoint_every}")
+    if (checkpoint_every or resume) and isinstance(frames, LiveSource):
+        raise DevaError(
+            f"{frames.description}: --checkpoint-every and --resume need a file or folder input "
+            "(a live input cannot be read again)"
+        )
     out = Path(output)
     fingerprint = resumable.run_fingerprint(tracker, frames.description)
     restored = resumable.load_checkpoint(out, fingerprint) if resume else None

@@ -76,7 +76,13 @@ class DavisMatch(StrEnum):
 @app.command()
 def track(
     ctx: typer.Context,
-    input: Annotated[str, typer.Argument(help="Video file, folder of frames, or a glob.")],
+    input: Annotated[
+        str,
+        typer.Argument(
+            help="Video file, folder of frames, a glob, or live: a camera index (0) or a stream "
+            "URL (rtsp://, http://...; Ctrl-C ends it and finishes the outputs)."
+        ),
+    ],
     output: Output,
     segmenter: Annotated[
         SegmenterName | None,

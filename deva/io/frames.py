@@ -72,7 +72,14 @@ def open_frames(
     (one frame), any other existing file (a video, decoded by PyAV), or, if it does not exist and
     contains ``*``, ``?`` or ``[``, a glob pattern over images. Anything else is treated as
     in-memory frames: a sequence or (N, H, W, C) array, or a one-shot iterable such as a generator.
+    A camera index ("0") or a stream URL ("rtsp://...", "http://...") comes first: a live input
+    (``deva.io.stream``).
     """
+    if isinstance(source, str):
+        from deva.io import stream  # imports this module: not at the top
+
+        if stream.is_live(source):
+            return stream.open_live(source)
     if isinstance(source, str | Path):
         path = Path(source).expanduser()
         if path.is_dir():
