@@ -13,9 +13,10 @@ import logging
 import re
 import signal
 import threading
+from abc import abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import FrameType
 from urllib.parse import urlsplit, urlunsplit
 
 import av
@@ -89,8 +90,9 @@ class LiveSource(FrameSource):
                 images.close()
                 self.close()
 
+    @abstractmethod
     def _images(self) -> Iterator[np.ndarray]:
-        raise NotImplementedError
+        """The frames as (H, W, 3) uint8 RGB, the one read at opening first."""
 
     def close(self) -> None:
         """Release the camera or connection (also done when the input ends)."""
@@ -138,11 +140,14 @@ class StreamSource(LiveSource):
                     yield frame.to_ndarray(format="rgb24")
                     index += 1
         except (av.error.FFmpegError, OSError, ValueError) as err:
+            reason = (
+                f"nothing received for {READ_TIMEOUT_S:g} s"
+                if isinstance(err, av.error.ExitError)  # what FFmpeg's read timeout raises
+                else _reason(err)
+            )
             if not index:
-                raise DevaError(
-                    f"{self.description}: cannot read the stream: {_reason(err)}"
-                ) from err
-            log.warning("%s: the stream ended after %d frames: %s", self.description, index, err)
+                raise DevaError(f"{self.description}: cannot read the stream: {reason}") from err
+            log.warning("%s: the stream ended after %d frames: %s", self.description, index, reason)
 
     def _images(self) -> Iterator[np.ndarray]:
         if self._first is not None:
@@ -221,12 +226,7 @@ class _StopOnCtrlC:
             self.description,
         )
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self._installed:
             signal.signal(signal.SIGINT, self._previous)  # type: ignore[arg-type]
             self._installed = False
