@@ -73,6 +73,16 @@ class DavisMatch(StrEnum):
     identity = "identity"
 
 
+class DavisVoid(StrEnum):
+    background = "background"
+    ignore = "ignore"
+
+
+class DavisObjects(StrEnum):
+    first_frame = "first-frame"
+    all = "all"
+
+
 @app.command()
 def track(
     ctx: typer.Context,
@@ -633,8 +643,39 @@ def eval_davis(
         ),
     ] = None,
     resolution: Annotated[str, typer.Option(help="Annotation resolution folder.")] = "480p",
+    image_set: Annotated[
+        str | None,
+        typer.Option(
+            "--set",
+            help="Sequence list: NAME of ImageSets/2017/NAME.txt (or ImageSets/<res>/) or a "
+            "file (default: val where that list exists, as the official tool; else every "
+            "annotated sequence).",
+        ),
+    ] = None,
+    subset: Annotated[
+        bool,
+        typer.Option(
+            "--subset",
+            help="Score only the listed sequences that have results (the header names the "
+            "rest); without it a missing or misnamed results folder is an error.",
+        ),
+    ] = False,
+    void: Annotated[
+        DavisVoid | None,
+        typer.Option(
+            help="Void pixels (255): background (official semi-supervised default) or ignore "
+            "(official unsupervised default)."
+        ),
+    ] = None,
+    objects: Annotated[
+        DavisObjects | None,
+        typer.Option(
+            help="Gt objects: first-frame = ids 1..max of the first frame (official default) "
+            "or all = every id of any frame."
+        ),
+    ] = None,
 ) -> None:
-    """J (region IoU) and F (boundary) per sequence and their means, as the DAVIS toolkit."""
+    """J (region IoU) and F (boundary) per sequence and their means, as davis2017-evaluation."""
     _logging(False)
     from deva.eval.davis import evaluate_davis
 
@@ -645,6 +686,10 @@ def eval_davis(
             task=task.value,
             match=match.value if match else None,
             resolution=resolution,
+            image_set=image_set,
+            subset=subset,
+            void=void.value if void else None,
+            objects=objects.value if objects else None,
         )
         typer.echo(report.to_markdown())
 

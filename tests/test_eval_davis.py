@@ -9,13 +9,16 @@ import numpy as np
 import pytest
 from conftest import DAVIS as DAVIS16
 from PIL import Image
+from typer.testing import CliRunner
 
+from deva.cli import app
 from deva.errors import DevaError
 from deva.eval.davis import (
     boundary_map,
     boundary_measure,
     evaluate_davis,
     evaluate_sequence,
+    gt_objects,
     region_similarity,
     tolerance_radius,
 )
@@ -282,7 +285,7 @@ def write_results(results: Path, layout: str) -> None:
 def test_evaluate_davis_unsupervised(dataset: Path, tmp_path: Path, layout: str) -> None:
     results = tmp_path / "results"
     write_results(results, layout)
-    report = evaluate_davis(results, dataset)
+    report = evaluate_davis(results, dataset, subset=True)
     assert report.match == "hungarian"
     assert [s.name for s in report.sequences] == ["seqA", "seqB"]  # seqC has no results
     seq_a, seq_b = report.sequences
@@ -293,6 +296,10 @@ def test_evaluate_davis_unsupervised(dataset: Path, tmp_path: Path, layout: str)
     assert report.j_mean == pytest.approx(2.5 / 3)
     assert report.jf_mean == pytest.approx(2.5 / 3)
     table = report.to_markdown()
+    assert "Convention: davis2017-evaluation unsupervised (" in table
+    assert "void (255) ignored" in table
+    assert "SUBSET, 2 of the 3" in table and "no results): seqC" in table
+    assert "without ground truth: not-a-sequence" in table
     assert "| seqA | 2 | 4 | 1.000 | 1.000 | 1.000 |" in table
     assert "| seqB | 1 | 4 | 0.500 |" in table
     assert "**Mean**" in table and "0.833" in table
@@ -302,14 +309,23 @@ def test_evaluate_davis_unsupervised(dataset: Path, tmp_path: Path, layout: str)
 def test_evaluate_davis_semi_supervised(dataset: Path, tmp_path: Path, layout: str) -> None:
     results = tmp_path / "results"
     write_results(results, layout)
-    report = evaluate_davis(results, dataset, task="semi-supervised")
+    report = evaluate_davis(results, dataset, task="semi-supervised", subset=True)
     assert report.match == "identity"
     seq_a, seq_b = report.sequences
     assert seq_a.num_frames == 2 and seq_a.j_mean == 0.0  # swapped ids, disjoint objects
-    assert seq_b.jf_mean == 1.0  # the two empty frames are the skipped first and last
+    # The two empty frames are the skipped first and last. The official semi-supervised
+    # convention counts the 4x2 void band the prediction covers as background: J = 16 / 24.
+    assert seq_b.j_mean == pytest.approx(16 / 24)
+    assert "Convention: davis2017-evaluation semi-supervised (" in report.to_markdown()
+    ignored = evaluate_davis(results, dataset, task="semi-supervised", subset=True, void="ignore")
+    assert ignored.sequences[1].jf_mean == 1.0
     # Mean over objects, not sequences: (0 + 0 + 1) / 3.
-    assert report.j_mean == pytest.approx(1 / 3)
-    union = evaluate_davis(results, dataset, task="semi-supervised", match="union")
+    assert ignored.j_mean == pytest.approx(1 / 3)
+    assert "void (255) ignored (official: background)" in ignored.to_markdown()
+    assert "not the official tool's" in ignored.to_markdown()
+    union = evaluate_davis(
+        results, dataset, task="semi-supervised", match="union", subset=True, void="ignore"
+    )
     assert union.jf_mean == 1.0
 
 
@@ -317,8 +333,11 @@ def test_semi_supervised_does_not_need_first_frame_result(dataset: Path, tmp_pat
     results = tmp_path / "results"
     write_results(results, "plain")
     (results / "seqB" / "00000.png").unlink()
-    report = evaluate_davis(results, dataset, task="semi-supervised", sequences=["seqB"])
+    report = evaluate_davis(
+        results, dataset, task="semi-supervised", sequences=["seqB"], void="ignore"
+    )
     assert report.jf_mean == 1.0
+    assert "Sequences: 1 chosen (seqB)" in report.to_markdown()
 
 
 def test_binary_davis2016_annotation_uses_255_as_object(tmp_path: Path) -> None:
@@ -350,14 +369,146 @@ def test_runner_errors(dataset: Path, tmp_path: Path) -> None:
         evaluate_davis(results, tmp_path / "results")
     with pytest.raises(DevaError, match="task"):
         evaluate_davis(results, dataset, task="supervised")  # type: ignore[arg-type]
+    with pytest.raises(DevaError, match="void convention"):
+        evaluate_davis(results, dataset, void="keep")  # type: ignore[arg-type]
     missing = results / "seqA" / "masks" / "00002.png"
     missing.unlink()
     with pytest.raises(DevaError, match=f"{missing}.*missing"):
-        evaluate_davis(results, dataset)
+        evaluate_davis(results, dataset, subset=True)
     shutil.rmtree(results)
     results.mkdir()
     with pytest.raises(DevaError, match="no sequence folder"):
+        evaluate_davis(results, dataset, subset=True)
+
+
+def test_misnamed_or_missing_results_are_one_line_errors(dataset: Path, tmp_path: Path) -> None:
+    """The official tool stops when a sequence of the set has no results; a results folder
+    named for another video would otherwise drop that sequence from the mean unnoticed."""
+    results = tmp_path / "results"
+    write_sequence(results / "seqA", two_object_gt(frames=4))
+    write_sequence(results / "seqB", np.zeros((4, 12, 12), dtype=np.int32))
+    write_sequence(results / "seq-c", two_object_gt(frames=3))  # seqC, misnamed
+    with pytest.raises(
+        DevaError, match=r"1 results folder\(s\) named for no ground-truth .*: seq-c"
+    ):
         evaluate_davis(results, dataset)
+    shutil.rmtree(results / "seq-c")
+    with pytest.raises(
+        DevaError, match=r"no results for 1 of the 3 sequences .*: seqC \(pass --subset"
+    ):
+        evaluate_davis(results, dataset)
+    out = CliRunner().invoke(
+        app, ["eval", "davis", "--results", str(results), "--davis-root", str(dataset)]
+    )
+    assert out.exit_code == 2 and "seqC" in out.output and "Traceback" not in out.output
+    assert len(out.output.strip().splitlines()) == 1
+    out = CliRunner().invoke(
+        app,
+        ["eval", "davis", "--results", str(results), "--davis-root", str(dataset), "--subset"],
+    )
+    assert out.exit_code == 0, out.output
+    assert "SUBSET, 2 of the 3" in out.output
+
+
+def test_image_sets_choose_the_sequences(dataset: Path, tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    write_sequence(results / "seqA", two_object_gt(frames=4))
+    write_sequence(results / "seqC", two_object_gt(frames=3))
+    sets = dataset / "ImageSets" / "2017"
+    sets.mkdir(parents=True)
+    (sets / "val.txt").write_text("seqA\nseqC\n")
+    (sets / "train.txt").write_text("seqB\n")
+    # Default: the val list where it exists, as the official tool; seqB needs no results.
+    report = evaluate_davis(results, dataset)
+    assert [s.name for s in report.sequences] == ["seqA", "seqC"]
+    assert f"Sequences: all 2 of {sets / 'val.txt'}." in report.to_markdown()
+    with pytest.raises(DevaError, match=r"no results for 1 of the 1 sequences .*: seqB"):
+        evaluate_davis(results, dataset, image_set="train")
+    # DAVIS-2016 lists frame paths; the sequence is the frame's folder.
+    listing = tmp_path / "davis16.txt"
+    listing.write_text(
+        "/JPEGImages/480p/seqC/00000.jpg /Annotations/480p/seqC/00000.png\n"
+        "/JPEGImages/480p/seqC/00001.jpg /Annotations/480p/seqC/00001.png\n"
+    )
+    assert [s.name for s in evaluate_davis(results, dataset, image_set=str(listing)).sequences] == [
+        "seqC"
+    ]
+    with pytest.raises(DevaError, match="--set test: no such list"):
+        evaluate_davis(results, dataset, image_set="test")
+    (sets / "val.txt").write_text("seqA\nseqZ\n")
+    with pytest.raises(DevaError, match="have no annotations .*: seqZ"):
+        evaluate_davis(results, dataset)
+
+
+def test_unsupervised_reads_the_unsupervised_annotations(dataset: Path, tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    gt = two_object_gt(frames=3)
+    write_sequence(results / "seqA", gt)
+    unsupervised = dataset / "Annotations_unsupervised" / "480p" / "seqA"
+    write_sequence(unsupervised, relabel(gt, {1: 1}))  # only object 1 is annotated there
+    report = evaluate_davis(results, dataset)
+    assert [o.gt_id for o in report.sequences[0].objects] == [1]
+    assert "Annotations_unsupervised" in report.to_markdown()
+    semi = evaluate_davis(results, dataset, task="semi-supervised", subset=True)
+    assert [o.gt_id for o in semi.sequences[0].objects] == [1, 2]
+
+
+# --- conventions: known answers from the official definitions ----------------------------------
+
+
+def test_semi_supervised_void_counts_as_background(tmp_path: Path) -> None:
+    """davis2017-evaluation sets void to 0 in the gt and passes no void mask in the
+    semi-supervised task. Middle frame (the scored one): object 1 is rows 2-5 x cols 2-5 (16 px),
+    void rows 2-5 x cols 6-7 (8 px); the prediction covers both (24 px).
+    J = 16 / 24. F (tolerance ceil(0.008 * hypot(10, 10)) = 1 px, a cross): the gt boundary is
+    the 5x5 outline at rows 1-5, cols 1-5 (16 px), the prediction's the 5x7 outline at rows 1-5,
+    cols 1-7 (20 px). Predicted boundary pixels within 1 px of the gt one: rows 1 and 5 at cols
+    1-6 and col 1 at rows 2-4, 15 -> P = 15 / 20; gt boundary pixels near the prediction's: all
+    but (3, 5), 15 -> R = 15 / 16; F = 2PR / (P + R) = 5 / 6. Unsupervised ignores void: 1."""
+    gt = np.zeros((3, 10, 10), dtype=np.int32)
+    gt[:, 2:6, 2:6] = 1
+    gt[:, 2:6, 6:8] = 255
+    pred = np.zeros_like(gt)
+    pred[:, 2:6, 2:8] = 1
+    write_sequence(tmp_path / "davis" / "Annotations" / "480p" / "seq", gt)
+    write_sequence(tmp_path / "results" / "seq", pred)
+    semi = evaluate_davis(tmp_path / "results", tmp_path / "davis", task="semi-supervised")
+    assert semi.j_mean == pytest.approx(2 / 3)
+    assert semi.f_mean == pytest.approx(5 / 6)
+    assert semi.jf_mean == pytest.approx(0.75)
+    ignored = evaluate_davis(
+        tmp_path / "results", tmp_path / "davis", task="semi-supervised", void="ignore"
+    )
+    assert ignored.jf_mean == 1.0
+    unsupervised = evaluate_davis(tmp_path / "results", tmp_path / "davis")
+    assert unsupervised.jf_mean == 1.0
+    background = evaluate_davis(tmp_path / "results", tmp_path / "davis", void="background")
+    assert background.j_mean == pytest.approx(2 / 3)
+
+
+def test_objects_are_those_of_the_first_frame(tmp_path: Path) -> None:
+    """The official loader scores objects 1..max(first frame): here frame 0 holds ids 1 and 3,
+    so objects 1, 2, 3; id 4 enters at frame 1 and is not scored. Scored frames 1 and 2:
+    objects 1 and 3 perfect; object 2 has no gt, and the prediction paints id 2 in frame 1 only
+    (J = F = 0 there, 1 in frame 2 where both are empty) -> 0.5; mean (1 + 0.5 + 1) / 3 = 5/6.
+    With every id an object (1, 3, 4): id 4 is missed (J = F = 0) -> (1 + 1 + 0) / 3 = 2/3."""
+    gt = np.zeros((4, 16, 16), dtype=np.int32)
+    gt[:, 1:5, 1:5] = 1
+    gt[:, 8:12, 8:12] = 3
+    gt[1:, 1:5, 10:14] = 4
+    pred = np.where(gt == 4, 0, gt)
+    pred[1, 12:15, 1:4] = 2
+    write_sequence(tmp_path / "davis" / "Annotations" / "480p" / "seq", gt)
+    write_sequence(tmp_path / "results" / "seq", pred)
+    args = (tmp_path / "results", tmp_path / "davis")
+    report = evaluate_davis(*args, task="semi-supervised")
+    assert [o.gt_id for o in report.sequences[0].objects] == [1, 2, 3]
+    assert report.j_mean == pytest.approx(5 / 6) and report.f_mean == pytest.approx(5 / 6)
+    assert "objects = ids 1..max of the first frame" in report.to_markdown()
+    every = evaluate_davis(*args, task="semi-supervised", objects="all")
+    assert [o.gt_id for o in every.sequences[0].objects] == [1, 3, 4]
+    assert every.jf_mean == pytest.approx(2 / 3)
+    assert gt_objects(gt, "first-frame") == [1, 2, 3] and gt_objects(gt, "all") == [1, 3, 4]
 
 
 # --- real data ---------------------------------------------------------------------------------

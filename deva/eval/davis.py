@@ -11,10 +11,13 @@ Protocols (``match``): ``identity`` (semi-supervised: gt object k vs predicted i
 ``hungarian`` (DAVIS-2017 unsupervised: predicted ids are assigned to gt objects maximising
 (J + F) / 2 over the sequence) and ``union`` (DAVIS-2016: all foreground vs all foreground).
 
-Two deliberate differences from the official code, both documented where they apply: ground-truth
-void pixels (255) are ignored by default (the official loader turns them into background, which
-``ignore_void=False`` reproduces), and ``hungarian`` keeps the ``max_proposals`` largest predicted
-ids instead of refusing results with more ids.
+The dataset runner's defaults are the official tool's conventions (``OFFICIAL``): its loader
+scores the objects 1..max(id in the first annotated frame) in both tasks, and turns void pixels
+(255) into background; the unsupervised evaluation then ignores them, the semi-supervised one
+does not. ``void`` and ``objects`` select the other conventions explicitly. One deliberate
+difference: ``hungarian`` keeps the ``max_proposals`` largest predicted ids where the official
+tool refuses results with more ids (and it refuses predicted ids above the gt object count in
+the semi-supervised task, which ``identity`` ignores).
 """
 
 from __future__ import annotations
@@ -36,12 +39,31 @@ from deva.io.masks import read_id_png
 
 Match = Literal["identity", "hungarian", "union"]
 Task = Literal["unsupervised", "semi-supervised"]
+Void = Literal["background", "ignore"]
+Objects = Literal["first-frame", "all"]
 
 VOID_ID = 255
 """Ground-truth value marking pixels that are not scored (DAVIS-2017 palette annotations)."""
 
 MATCHES: tuple[str, ...] = ("identity", "hungarian", "union")
 TASKS: tuple[str, ...] = ("unsupervised", "semi-supervised")
+VOIDS: tuple[str, ...] = ("background", "ignore")
+OBJECTS: tuple[str, ...] = ("first-frame", "all")
+
+
+@dataclass(frozen=True)
+class Convention:
+    """How ground truth is read: what void pixels are, and which gt ids are objects."""
+
+    void: Void
+    objects: Objects
+
+
+OFFICIAL: dict[str, Convention] = {
+    "semi-supervised": Convention(void="background", objects="first-frame"),
+    "unsupervised": Convention(void="ignore", objects="first-frame"),
+}
+"""davis2017-evaluation's conventions per task (``DAVIS.get_all_masks`` and ``evaluation.py``)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -288,9 +310,10 @@ def evaluate_sequence(
 
     skip_first_last: drop the first and last frame (semi-supervised DAVIS convention: the first
         frame is the given reference). The gt objects are still taken from all frames.
-    ignore_void: gt pixels equal to 255 are removed from prediction and gt alike; if False they
-        count as gt background (what the official loader does).
-    objects: gt object ids to score (default: every non-zero, non-void id in ``gt_ids``).
+    ignore_void: gt pixels equal to 255 are removed from prediction and gt alike (the official
+        unsupervised evaluation); if False they count as gt background (semi-supervised).
+    objects: gt object ids to score (default: every non-zero, non-void id in ``gt_ids``; see
+        ``gt_objects`` for the official first-frame convention).
     max_proposals: ``hungarian`` only; the largest predicted ids (by area over the evaluated
         frames) that may be matched, the rest count as background.
     """
@@ -424,11 +447,14 @@ class DavisReport:
 
     The dataset means average over all gt objects of all sequences, as the official DAVIS-2017
     tables do; with one object per sequence (DAVIS-2016, ``union``) that is the sequence mean.
+    ``notes`` are the header lines under the title: the convention reproduced and which
+    sequences were scored.
     """
 
     task: str
     match: str
     sequences: tuple[SequenceScore, ...]
+    notes: tuple[str, ...] = ()
 
     @property
     def j_mean(self) -> float:
@@ -443,9 +469,10 @@ class DavisReport:
         return (self.j_mean + self.f_mean) / 2
 
     def to_markdown(self) -> str:
-        """A Markdown table: one row per sequence, then the dataset mean."""
+        """The header, a Markdown table with one row per sequence, then the dataset mean."""
         lines = [
             f"DAVIS {self.task} (match: {self.match})",
+            *self.notes,
             "",
             "| Sequence | Objects | Frames | J&F | J | F |",
             "|---|---:|---:|---:|---:|---:|",
@@ -468,6 +495,54 @@ def _fmt(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{value:.3f}"
 
 
+def gt_objects(gt_ids: np.ndarray, objects: Objects) -> list[int]:
+    """The gt object ids of a (T, H, W) annotation under a convention.
+
+    ``first-frame``: 1..max(id in frame 0) with void removed, as the official loader counts them
+    (an id below the maximum that is absent from frame 0 is still an object, one appearing only
+    later is not); ``all``: every non-zero, non-void id of any frame.
+    """
+    if objects not in OBJECTS:
+        raise DevaError(
+            f"unknown objects convention {objects!r}; choose one of {', '.join(OBJECTS)}"
+        )
+    if objects == "all":
+        return [i for i in _present_ids(gt_ids) if i != VOID_ID]
+    first = [i for i in _present_ids(gt_ids[:1]) if i != VOID_ID]
+    return list(range(1, max(first) + 1)) if first else []
+
+
+def describe_convention(
+    task: str, match: str, convention: Convention, skip_first_last: bool
+) -> str:
+    """One header line: the convention used, and where it departs from the official tool's."""
+    official = OFFICIAL[task]
+    official_match = "hungarian" if task == "unsupervised" else "identity"
+    void = {"background": "void (255) = background", "ignore": "void (255) ignored"}
+    objects = {
+        "first-frame": "objects = ids 1..max of the first frame",
+        "all": "objects = every id of any frame",
+    }
+    parts = []
+    if match == "union":
+        parts.append("all objects as one foreground (DAVIS-2016)")
+    else:
+        parts.append(objects[convention.objects])
+        if convention.objects != official.objects:
+            parts[-1] += f" (official: {objects[official.objects].removeprefix('objects = ')})"
+    parts.append(void[convention.void])
+    if convention.void != official.void:
+        parts[-1] += f" (official: {official.void})"
+    parts.append("first and last frame not scored" if skip_first_last else "every frame scored")
+    same = (
+        convention == official
+        and match == official_match
+        and skip_first_last == (task == "semi-supervised")
+    )
+    source = f"davis2017-evaluation {task}" if same else "not the official tool's"
+    return f"Convention: {source} ({'; '.join(parts)})."
+
+
 def evaluate_davis(
     results_dir: str | Path,
     davis_root: str | Path,
@@ -475,21 +550,33 @@ def evaluate_davis(
     task: Task = "unsupervised",
     match: Match | None = None,
     sequences: Sequence[str] | None = None,
+    image_set: str | None = None,
+    subset: bool = False,
     resolution: str = "480p",
     skip_first_last: bool | None = None,
     max_proposals: int = 20,
     bound_th: float = 0.008,
-    ignore_void: bool = True,
+    void: Void | None = None,
+    objects: Objects | None = None,
 ) -> DavisReport:
-    """Evaluate a results folder against ``<davis_root>/Annotations/<resolution>/<seq>/*.png``.
+    """Evaluate a results folder against the DAVIS annotations of ``davis_root``.
 
+    Ground truth: ``Annotations/<resolution>/<seq>/*.png`` (for the unsupervised task
+    ``Annotations_unsupervised/<resolution>`` where it exists, as the official tool reads).
     Results are read from ``<results_dir>/<seq>/masks/<frame>.png`` (deva's output) or
     ``<results_dir>/<seq>/<frame>.png`` (plain DAVIS layout), detected per sequence, and resized
     (nearest) to the gt size when only the resolution differs (a result of another aspect
-    ratio is an error). ``match`` defaults to ``hungarian`` for the
-    unsupervised task and ``identity`` for semi-supervised; ``skip_first_last`` defaults to True
-    for semi-supervised only. ``sequences`` defaults to the results' sequences that have gt.
+    ratio is an error). ``match`` defaults to ``hungarian`` for the unsupervised task and
+    ``identity`` for semi-supervised; ``skip_first_last`` defaults to True for semi-supervised
+    only; ``void`` and ``objects`` default to the official tool's convention for the task.
     A gt sequence holding only 0 and 255 is a binary DAVIS-2016 annotation: 255 is its object.
+
+    Sequences: ``sequences`` if given (each must have gt and results). Otherwise the list
+    ``image_set`` names (``ImageSets/2017/<name>.txt``, DAVIS-2016's ``ImageSets/<resolution>/
+    <name>.txt``, or a path to a text file; default ``val`` where such a file exists, as the
+    official tool), else every annotated sequence. A results folder named for no gt sequence,
+    or a listed sequence without results, is an error unless ``subset``: then only the listed
+    sequences with results are scored and the report's header says what was left out.
     """
     if task not in TASKS:
         raise DevaError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
@@ -497,34 +584,36 @@ def evaluate_davis(
         match = "hungarian" if task == "unsupervised" else "identity"
     if match not in MATCHES:
         raise DevaError(f"unknown match {match!r}; choose one of {', '.join(MATCHES)}")
+    if void is not None and void not in VOIDS:
+        raise DevaError(f"unknown void convention {void!r}; choose one of {', '.join(VOIDS)}")
+    if objects is not None and objects not in OBJECTS:
+        raise DevaError(
+            f"unknown objects convention {objects!r}; choose one of {', '.join(OBJECTS)}"
+        )
+    convention = Convention(
+        void=void or OFFICIAL[task].void, objects=objects or OFFICIAL[task].objects
+    )
     if skip_first_last is None:
         skip_first_last = task == "semi-supervised"
     results_dir = Path(results_dir)
-    annotations = Path(davis_root) / "Annotations" / resolution
-    if not annotations.is_dir():
-        raise DevaError(
-            f"{annotations}: DAVIS annotations folder not found "
-            "(expected <davis_root>/Annotations/<resolution>/<sequence>/*.png)"
-        )
+    annotations = _annotations(Path(davis_root), task, resolution)
     if not results_dir.is_dir():
         raise DevaError(f"{results_dir}: results folder not found")
 
-    if sequences is None:
-        names = sorted(
-            p.name for p in results_dir.iterdir() if p.is_dir() and (annotations / p.name).is_dir()
-        )
-        if not names:
-            raise DevaError(
-                f"{results_dir}: no sequence folder matches a ground-truth sequence "
-                f"in {annotations}"
-            )
-    else:
+    notes = [describe_convention(task, match, convention, skip_first_last)]
+    if sequences is not None:
         names = list(sequences)
         for seq in names:
             if not (annotations / seq).is_dir():
                 raise DevaError(f"{annotations / seq}: sequence {seq!r} not in the ground truth")
             if not (results_dir / seq).is_dir():
                 raise DevaError(f"{results_dir / seq}: sequence {seq!r} missing in the results")
+        notes.append(f"Sequences: {len(names)} chosen ({_names(names)}).")
+    else:
+        names, scope = _choose_sequences(
+            results_dir, annotations, Path(davis_root), image_set, resolution, subset
+        )
+        notes.append(scope)
 
     scores = []
     for seq in names:
@@ -535,9 +624,9 @@ def evaluate_davis(
         values = set(_id_counts(gt)) | {0}
         if values == {0, VOID_ID}:
             gt = (gt == VOID_ID).astype(np.int32)  # binary DAVIS-2016 annotation
-            objects = [1]
+            seq_objects = [1]
         else:
-            objects = sorted(values - {0, VOID_ID})
+            seq_objects = gt_objects(gt, convention.objects)
         if skip_first_last:
             if len(gt_files) < 3:
                 raise DevaError(
@@ -553,12 +642,126 @@ def evaluate_davis(
                 match=match,
                 max_proposals=max_proposals,
                 bound_th=bound_th,
-                ignore_void=ignore_void,
-                objects=objects,
+                ignore_void=convention.void == "ignore",
+                objects=seq_objects,
                 name=seq,
             )
         )
-    return DavisReport(task=task, match=match, sequences=tuple(scores))
+    return DavisReport(task=task, match=match, sequences=tuple(scores), notes=tuple(notes))
+
+
+def _annotations(root: Path, task: str, resolution: str) -> Path:
+    unsupervised = root / "Annotations_unsupervised" / resolution
+    if task == "unsupervised" and unsupervised.is_dir():
+        return unsupervised
+    annotations = root / "Annotations" / resolution
+    if not annotations.is_dir():
+        raise DevaError(
+            f"{annotations}: DAVIS annotations folder not found "
+            "(expected <davis_root>/Annotations/<resolution>/<sequence>/*.png)"
+        )
+    return annotations
+
+
+def _choose_sequences(
+    results_dir: Path,
+    annotations: Path,
+    root: Path,
+    image_set: str | None,
+    resolution: str,
+    subset: bool,
+) -> tuple[list[str], str]:
+    """The sequences to score and the header line saying which they are."""
+    annotated = {p.name for p in annotations.iterdir() if p.is_dir()}
+    listed, source = _image_set(root, image_set, resolution)
+    if listed is None:
+        listed, source = sorted(annotated), f"every sequence in {annotations}"
+    else:
+        unannotated = [seq for seq in listed if seq not in annotated]
+        if unannotated:
+            raise DevaError(
+                f"{source}: {len(unannotated)} listed sequence(s) have no annotations in "
+                f"{annotations}: {_names(unannotated)}"
+            )
+    results = sorted(
+        p.name for p in results_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
+    )
+    unknown = [seq for seq in results if seq not in annotated]
+    missing = [seq for seq in listed if seq not in set(results)]
+    if unknown and not subset:
+        raise DevaError(
+            f"{results_dir}: {len(unknown)} results folder(s) named for no ground-truth "
+            f"sequence in {annotations}: {_names(unknown)} (rename them, or pass --subset to "
+            "score only the sequences that have results)"
+        )
+    if missing and not subset:
+        raise DevaError(
+            f"{results_dir}: no results for {len(missing)} of the {len(listed)} sequences of "
+            f"{source}: {_names(missing)} (pass --subset to score only those with results)"
+        )
+    names = [seq for seq in listed if seq not in set(missing)]
+    if not names:
+        raise DevaError(
+            f"{results_dir}: no sequence folder matches a ground-truth sequence of {source}"
+        )
+    if not missing and not unknown:
+        return names, f"Sequences: all {len(listed)} of {source}."
+    line = f"Sequences: SUBSET, {len(names)} of the {len(listed)} of {source}"
+    if missing:
+        line += f"; not scored (no results): {_names(missing)}"
+    if unknown:
+        line += f"; ignored results folders without ground truth: {_names(unknown)}"
+    return names, line + "."
+
+
+def _image_set(root: Path, name: str | None, resolution: str) -> tuple[list[str] | None, str]:
+    """Sequence names of an image-set list and where they came from; (None, "") when no name
+    was given and the official default ``val`` list does not exist."""
+    if name is None:
+        candidates = [
+            root / "ImageSets" / "2017" / "val.txt",
+            root / "ImageSets" / resolution / "val.txt",
+        ]
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            return None, ""
+        return _read_image_set(found), str(found)
+    given = Path(name)
+    candidates = [
+        given,
+        root / "ImageSets" / "2017" / f"{name}.txt",
+        root / "ImageSets" / resolution / f"{name}.txt",
+    ]
+    found = next((c for c in candidates if c.is_file()), None)
+    if found is None:
+        raise DevaError(
+            f"--set {name}: no such list (looked for {candidates[1]}, {candidates[2]} "
+            "and a file of that name)"
+        )
+    return _read_image_set(found), str(found)
+
+
+def _read_image_set(path: Path) -> list[str]:
+    """One sequence per line (DAVIS-2017), or DAVIS-2016's lines of frame paths
+    (``/JPEGImages/480p/bear/00000.jpg /Annotations/...``), whose sequence is the frame's folder."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise DevaError(f"{path}: cannot read the sequence list ({err})") from err
+    names: list[str] = []
+    for line in text.splitlines():
+        token = line.split()[0] if line.split() else ""
+        seq = Path(token).parent.name if "/" in token else token
+        if seq and seq not in names:
+            names.append(seq)
+    if not names:
+        raise DevaError(f"{path}: the sequence list is empty")
+    return names
+
+
+def _names(names: Sequence[str], limit: int = 10) -> str:
+    shown = ", ".join(names[:limit])
+    return shown if len(names) <= limit else f"{shown}, … ({len(names)} in all)"
 
 
 def _read_gt(files: Sequence[Path]) -> np.ndarray:
