@@ -83,6 +83,11 @@ class DavisObjects(StrEnum):
     all = "all"
 
 
+class BurstIou(StrEnum):
+    box = "box"
+    mask = "mask"
+
+
 @app.command()
 def track(
     ctx: typer.Context,
@@ -737,13 +742,30 @@ def eval_burst(
     max_detections: Annotated[
         int, typer.Option(help="Most predictions kept per frame, by score (0 = all).")
     ] = 300,
+    iou: Annotated[
+        BurstIou,
+        typer.Option(
+            help="box: IoU of the masks' bounding boxes, as the BURST toolkit computes every "
+            "published number; mask: the intended mask IoU."
+        ),
+    ] = BurstIou.box,
+    subset: Annotated[
+        bool,
+        typer.Option(
+            "--subset",
+            help="Score only the gt sequences present in the results (the header names the "
+            "rest); without it a missing or misnamed sequence is an error.",
+        ),
+    ] = False,
 ) -> None:
     """OWTA / HOTA / DetRe / AssA over all, common and uncommon categories (open-world BURST)."""
     _logging(False)
     from deva.eval.burst import evaluate_burst
 
     def run() -> None:
-        report = evaluate_burst(results, gt, max_detections=max_detections)
+        report = evaluate_burst(
+            results, gt, max_detections=max_detections, iou=iou.value, subset=subset
+        )
         typer.echo(report.to_markdown())
 
     _guarded(run)

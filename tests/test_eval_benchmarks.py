@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from deva.cli import app
 from deva.errors import DevaError
-from deva.eval.burst import evaluate_burst
+from deva.eval.burst import box_iou, evaluate_burst
 from deva.eval.vipseg import evaluate_vipseg
 from deva.io.masks import read_id_png
 from deva.io.rle import encode_counts
@@ -243,18 +243,37 @@ def test_burst_missed_uncommon_track(davis_root: Path, tmp_path: Path) -> None:
     assert summary["all"]["OWTA"] == pytest.approx(100 * math.sqrt(0.5))
 
 
-def test_burst_cli_and_missing_sequence(davis_root: Path, tmp_path: Path) -> None:
+def test_burst_missing_sequence_is_an_error_unless_subset(davis_root: Path, tmp_path: Path) -> None:
     pred, gt = make_burst(davis_root, tmp_path)
     data = json.loads(pred.read_text())
+    full = json.loads(json.dumps(data))
     data["sequences"] = data["sequences"][:1]
     pred.write_text(json.dumps(data))
-    out = CliRunner().invoke(app, ["eval", "burst", "--results", str(pred), "--gt", str(gt)])
+    args = ["eval", "burst", "--results", str(pred), "--gt", str(gt)]
+    out = CliRunner().invoke(app, args)
+    assert out.exit_code == 2 and "no results for 1 of the 2" in out.output
+    assert "DAVIS/dog" in out.output and len(out.output.strip().splitlines()) == 1
+    out = CliRunner().invoke(app, [*args, "--subset"])
     assert out.exit_code == 0, out.output
-    assert "DAVIS/dog (no results)" in out.output
+    assert "SUBSET, 1 of the 2" in out.output and "DAVIS/dog" in out.output
+    assert "| common | 4 | **100.0** |" in out.output  # blackswan alone, found exactly
+    # The toolkit scores a missing sequence as empty; listing it without detections does that.
     # common: 8 gt detections (1 track x 4 frames x 2 sequences), the 4 of blackswan found
     # exactly: DetRe 1/2, AssA 1 -> OWTA sqrt(1/2).
+    for frame in full["sequences"][1]["segmentations"]:
+        frame.clear()
+    pred.write_text(json.dumps(full))
+    out = CliRunner().invoke(app, args)
+    assert out.exit_code == 0, out.output
     assert "| common | 8 | **70.7** |" in out.output
-    assert "1 sequence(s) had no results" in out.output
+    assert "Convention: BURST toolkit open-world" in out.output and "box IoU" in out.output
+    # A results sequence named for no gt sequence is an error too.
+    full["sequences"][1]["seq_name"] = "dogg"
+    pred.write_text(json.dumps(full))
+    with pytest.raises(
+        DevaError, match=r"1 results sequence\(s\) not in the ground truth: DAVIS/dogg"
+    ):
+        evaluate_burst(pred, gt)
 
 
 def test_burst_malformed_inputs_name_the_file(davis_root: Path, tmp_path: Path) -> None:
@@ -278,8 +297,8 @@ def test_burst_malformed_inputs_name_the_file(davis_root: Path, tmp_path: Path) 
     broken(lambda d: d["sequences"][0].pop("segmentations"))
     with pytest.raises(DevaError, match=r"pred\.json \(sequence DAVIS/blackswan\): needs"):
         evaluate_burst(pred, gt)
-    broken(lambda d: [s.update(seq_name="other") for s in d["sequences"]])
-    with pytest.raises(DevaError, match=r"pred\.json: no sequence matches"):
+    broken(lambda d: [s.update(seq_name=f"other{i}") for i, s in enumerate(d["sequences"])])
+    with pytest.raises(DevaError, match=r"pred\.json: 2 results sequence\(s\) not in the ground"):
         evaluate_burst(pred, gt)
     pred.write_text("[1, 2")
     with pytest.raises(DevaError, match=r"pred\.json: malformed JSON"):
@@ -289,3 +308,113 @@ def test_burst_malformed_inputs_name_the_file(davis_root: Path, tmp_path: Path) 
         evaluate_burst(tmp_path / "pred.json", gt)
     out = CliRunner().invoke(app, ["eval", "burst", "--results", str(pred), "--gt", str(gt)])
     assert out.exit_code == 2 and "Traceback" not in out.output
+
+
+# --- BURST conventions: known answers from the toolkit's definitions ---------------------------
+# One gt track (category 805, common) and the predicted tracks below on 10x10 frames. With one
+# gt and one predicted track matched on every frame with similarity s, each threshold
+# alpha <= s gives DetRe = AssA = 1 and the others 0, so OWTA = #{alpha <= s} / 19.
+
+
+def box(top: int, left: int, size: int = 4) -> np.ndarray:
+    mask = np.zeros((10, 10), dtype=bool)
+    mask[top : top + size, left : left + size] = True
+    return mask
+
+
+def tiny_burst(
+    root: Path,
+    gt_frames: list[dict[str, np.ndarray]],
+    pred_frames: list[dict[str, np.ndarray]],
+    **lists: list[int],
+) -> tuple[Path, Path]:
+    def sequence(frames: list[dict[str, np.ndarray]], categories: dict[str, int]) -> dict:
+        return {
+            "dataset": "D",
+            "seq_name": "s",
+            "height": 10,
+            "width": 10,
+            "annotated_image_paths": [f"frame{t:04d}.jpg" for t in range(len(frames))],
+            "segmentations": [{k: {"rle": encode_counts(m)} for k, m in f.items()} for f in frames],
+            "track_category_ids": categories,
+            **lists,
+        }
+
+    gt_file, pred_file = root / "gt.json", root / "pred.json"
+    gt_file.write_text(json.dumps({"split": "val", "sequences": [sequence(gt_frames, {"1": 805})]}))
+    pred_file.write_text(json.dumps({"sequences": [sequence(pred_frames, {})]}))
+    return pred_file, gt_file
+
+
+def test_box_iou_known_values() -> None:
+    boxes = np.array([[0, 0, 4, 4], [2, 2, 4, 4], [6, 6, 2, 2], [0, 0, 0, 0]])
+    iou = box_iou(boxes, boxes)
+    assert iou[0, 1] == pytest.approx(4 / 28)  # 2x2 overlap, union 16 + 16 - 4
+    assert iou[0, 0] == 1 and iou[0, 2] == 0 and iou[1, 2] == 0
+    assert iou[3, 3] == 0 and iou[0, 3] == 0  # an empty mask's box overlaps nothing
+
+
+def test_box_and_mask_iou_give_different_owta(tmp_path: Path) -> None:
+    """gt: an L (row 2 and column 2 of the 4x4 square at (2, 2), 7 px); prediction: the whole
+    square. Their bounding boxes are equal (box IoU 1: OWTA 100), the masks overlap 7 / 16 =
+    0.4375: 8 thresholds (0.05..0.40) pass, OWTA = HOTA = 8 / 19."""
+    square = box(2, 2)
+    ell = square & ((np.arange(10)[:, None] == 2) | (np.arange(10)[None, :] == 2))
+    assert ell.sum() == 7
+    pred, gt = tiny_burst(tmp_path, [{"1": ell}] * 2, [{"11": square}] * 2)
+    boxed = evaluate_burst(pred, gt).summary()["all"]
+    assert boxed["OWTA"] == pytest.approx(100) and boxed["HOTA"] == pytest.approx(100)
+    masked = evaluate_burst(pred, gt, iou="mask").summary()["all"]
+    assert masked["OWTA"] == pytest.approx(100 * 8 / 19)
+    assert masked["HOTA"] == pytest.approx(100 * 8 / 19)
+    out = CliRunner().invoke(
+        app, ["eval", "burst", "--results", str(pred), "--gt", str(gt), "--iou", "mask"]
+    )
+    assert out.exit_code == 0, out.output
+    assert "mask IoU" in out.output and "not the toolkit's" in out.output
+    assert f"| all | 2 | **{100 * 8 / 19:.1f}** |" in out.output
+
+
+def test_not_exhaustive_sequence_drops_unmatched_predictions(tmp_path: Path) -> None:
+    """gt track 1 on square A in frames 0 and 1; predicted track 11 on A in frame 0, on a
+    disjoint square B in frame 1. As is: TP 1, FN 1, FP 1 at every threshold; the pair's
+    association 1 / (2 + 2 - 1): OWTA = sqrt(1/2 * 1/3), HOTA = sqrt(1/3 * 1/3). When the
+    sequence's not_exhaustive_category_ids hold class 1 (the toolkit's class-agnostic id), the
+    unmatched frame-1 prediction is dropped: association 1 / (2 + 1 - 1), DetA 1 / 2, so
+    OWTA = HOTA = 1 / 2. A list without 1 changes nothing, as in the toolkit."""
+    gt_frames = [{"1": box(1, 1)}, {"1": box(1, 1)}]
+    pred_frames = [{"11": box(1, 1)}, {"11": box(6, 6)}]
+    plain = evaluate_burst(*tiny_burst(tmp_path, gt_frames, pred_frames)).summary()["all"]
+    assert plain["OWTA"] == pytest.approx(100 * math.sqrt(1 / 6))
+    assert plain["HOTA"] == pytest.approx(100 / 3)
+    for iou in ("box", "mask"):
+        files = tiny_burst(tmp_path, gt_frames, pred_frames, not_exhaustive_category_ids=[1])
+        dropped = evaluate_burst(*files, iou=iou).summary()["all"]
+        assert dropped["OWTA"] == pytest.approx(50) and dropped["HOTA"] == pytest.approx(50)
+    files = tiny_burst(tmp_path, gt_frames, pred_frames, not_exhaustive_category_ids=[805])
+    assert evaluate_burst(*files).summary()["all"]["OWTA"] == pytest.approx(plain["OWTA"])
+    report = evaluate_burst(
+        *tiny_burst(tmp_path, gt_frames, pred_frames, not_exhaustive_category_ids=[1])
+    )
+    assert "dropped in 1 sequence(s)" in report.to_markdown()
+
+
+def test_predictions_on_frames_without_gt_are_dropped(tmp_path: Path) -> None:
+    """gt only in frame 0; the prediction on A in frames 0 and 1. The toolkit never reads a
+    prediction on an image without gt annotations, so frame 1's is dropped: OWTA = HOTA = 1,
+    even when class 1 is listed as a negative category of the sequence. Kept, it would be a
+    FP with association 1 / (1 + 2 - 1): OWTA sqrt(1/2), HOTA 1/2."""
+    gt_frames = [{"1": box(1, 1)}, {}]
+    pred_frames = [{"11": box(1, 1)}, {"11": box(1, 1)}]
+    for lists in ({}, {"neg_category_ids": [1]}):
+        files = tiny_burst(tmp_path, gt_frames, pred_frames, **lists)
+        summary = evaluate_burst(*files).summary()["all"]
+        assert summary["OWTA"] == pytest.approx(100) and summary["HOTA"] == pytest.approx(100)
+
+
+def test_results_of_another_split_are_an_error(tmp_path: Path) -> None:
+    pred, gt = tiny_burst(tmp_path, [{"1": box(1, 1)}], [{"11": box(1, 1)}])
+    data = json.loads(pred.read_text())
+    pred.write_text(json.dumps({**data, "split": "test"}))
+    with pytest.raises(DevaError, match=r"pred\.json: results of split 'test'.* split 'val'"):
+        evaluate_burst(pred, gt)

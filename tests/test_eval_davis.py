@@ -299,7 +299,7 @@ def test_evaluate_davis_unsupervised(dataset: Path, tmp_path: Path, layout: str)
     assert "Convention: davis2017-evaluation unsupervised (" in table
     assert "void (255) ignored" in table
     assert "SUBSET, 2 of the 3" in table and "no results): seqC" in table
-    assert "without ground truth: not-a-sequence" in table
+    assert "ignored, not in the ground truth: not-a-sequence" in table
     assert "| seqA | 2 | 4 | 1.000 | 1.000 | 1.000 |" in table
     assert "| seqB | 1 | 4 | 0.500 |" in table
     assert "**Mean**" in table and "0.833" in table
@@ -377,7 +377,7 @@ def test_runner_errors(dataset: Path, tmp_path: Path) -> None:
         evaluate_davis(results, dataset, subset=True)
     shutil.rmtree(results)
     results.mkdir()
-    with pytest.raises(DevaError, match="no sequence folder"):
+    with pytest.raises(DevaError, match="no sequence matches a ground-truth sequence"):
         evaluate_davis(results, dataset, subset=True)
 
 
@@ -388,9 +388,7 @@ def test_misnamed_or_missing_results_are_one_line_errors(dataset: Path, tmp_path
     write_sequence(results / "seqA", two_object_gt(frames=4))
     write_sequence(results / "seqB", np.zeros((4, 12, 12), dtype=np.int32))
     write_sequence(results / "seq-c", two_object_gt(frames=3))  # seqC, misnamed
-    with pytest.raises(
-        DevaError, match=r"1 results folder\(s\) named for no ground-truth .*: seq-c"
-    ):
+    with pytest.raises(DevaError, match=r"1 results sequence\(s\) not in the ground truth: seq-c"):
         evaluate_davis(results, dataset)
     shutil.rmtree(results / "seq-c")
     with pytest.raises(

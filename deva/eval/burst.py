@@ -13,15 +13,22 @@ Both files use the BURST annotation layout (one JSON for the whole split)::
 
 The RLE ``counts`` are COCO compressed strings (utf-8) of an H×W mask. Sequences are matched by
 (dataset, seq_name) and frames by image-name stem; predicted frames without ground truth are
-skipped (results may have a higher frame rate), gt frames without a prediction have no detections,
-and a gt sequence missing from the results is scored as empty.
+skipped (results may have a higher frame rate) and gt frames without a prediction have no
+detections. A gt sequence missing from the results, or a results sequence not in the gt, is an
+error unless ``subset`` (then the sequences present in both are scored, and the report says so).
 
-Protocol (TrackEval's BURST open-world dataset): class-agnostic; gt tracks of the 45 TAO-OW
-distractor categories are dropped; ``common`` keeps gt tracks of the 78 TAO categories that are
-COCO classes, ``uncommon`` the rest, ``all`` everything; at most ``max_detections`` (300)
-predictions per frame, highest score first (score 1 when absent); predictions on frames that have
-no gt of the evaluated split are dropped. Deliberate difference: the toolkit's class-agnostic code
-tests the negative / not-exhaustive category lists against class id 1; deva does not use them.
+Protocol (the toolkit's bundled TrackEval, ``BURST_OW`` on ``burst_ow_base``): class-agnostic;
+gt tracks of the 45 TAO-OW distractor categories are dropped; ``common`` keeps gt tracks of the 78
+TAO categories that are COCO classes, ``uncommon`` the rest, ``all`` everything; at most
+``max_detections`` (300) predictions per frame, highest score first (score 1 when absent). The
+similarity is the IoU of each mask's bounding box (``iou="box"``): ``_load_raw_file`` fills the
+detections with the annotations' ``bbox`` (``pycocotools.mask.toBbox`` of the RLE), so every
+published BURST number is box IoU; ``iou="mask"`` is the intended mask IoU. Per frame and split,
+predictions are dropped as the toolkit's preprocessing does: all of them on a frame without gt
+of the split, and the ones left unmatched (Hungarian on IoU ≥ 0.5) in a sequence whose
+``not_exhaustive_category_ids`` holds the category being evaluated. The toolkit evaluates every
+detection as category 1 (``CLASS_AGNOSTIC_ID``), so that list applies when it contains 1;
+``neg_category_ids`` has no effect (the toolkit never sees a prediction on a frame without gt).
 """
 
 from __future__ import annotations
@@ -29,16 +36,27 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
 from deva.errors import DevaError
 from deva.eval.hota import HotaFrame, HotaStats, combine, hota_stats
+from deva.eval.selection import select
 from deva.io import rle
 from deva.io.json_file import read_json
 
 SPLITS: tuple[str, ...] = ("all", "common", "uncommon")
+
+Iou = Literal["box", "mask"]
+IOUS: tuple[str, ...] = ("box", "mask")
+
+CLASS_AGNOSTIC_ID = 1
+"""The class id the toolkit gives every detection in the open-world task; the per-sequence
+``neg_category_ids`` / ``not_exhaustive_category_ids`` are tested against it."""
+
+_EPS = np.finfo(float).eps
 
 COMMON_CATEGORY_IDS = frozenset(
     # TAO/LVIS ids of the 78 COCO classes present in TAO ("known" in TAO-OW; BURST "common").
@@ -66,14 +84,16 @@ class BurstSequenceScore:
     num_gt_tracks: int
     num_pred_tracks: int
     stats: dict[str, HotaStats]
-    has_prediction: bool
 
 
 @dataclass(frozen=True)
 class BurstReport:
-    """Per-sequence scores; split totals combine sequences as TrackEval does."""
+    """Per-sequence scores; split totals combine sequences as TrackEval does. ``notes`` are the
+    header lines: the convention reproduced and which sequences were scored."""
 
     sequences: tuple[BurstSequenceScore, ...]
+    iou: str = "box"
+    notes: tuple[str, ...] = ()
 
     def total(self, split: str = "all") -> HotaStats:
         return combine(s.stats[split] for s in self.sequences)
@@ -84,18 +104,18 @@ class BurstReport:
         return {split: {f: 100 * self.total(split).score(f) for f in fields} for split in SPLITS}
 
     def to_markdown(self) -> str:
-        """Per-sequence table (all categories), then OWTA / HOTA per split."""
+        """Header, per-sequence table (all categories), then OWTA / HOTA per split."""
         lines = [
-            "BURST open-world tracking (class-agnostic, mask IoU)",
+            f"BURST open-world tracking (class-agnostic, {self.iou} IoU)",
+            *self.notes,
             "",
             "| Sequence | Frames | GT tracks | Pred tracks | OWTA | HOTA | DetRe | AssA |",
             "|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for s in self.sequences:
             st = s.stats["all"]
-            empty = "" if s.has_prediction else " (no results)"
             lines.append(
-                f"| {s.name}{empty} | {s.num_frames} | {s.num_gt_tracks} | {s.num_pred_tracks} | "
+                f"| {s.name} | {s.num_frames} | {s.num_gt_tracks} | {s.num_pred_tracks} | "
                 f"{_pct(st, 'OWTA')} | {_pct(st, 'HOTA')} | {_pct(st, 'DetRe')} | "
                 f"{_pct(st, 'AssA')} |"
             )
@@ -111,9 +131,6 @@ class BurstReport:
                 f"{_pct(st, 'HOTA')} | {_pct(st, 'DetA')} | {_pct(st, 'AssA')} | "
                 f"{_pct(st, 'DetRe')} | {_pct(st, 'DetPr')} |"
             )
-        missing = sum(not s.has_prediction for s in self.sequences)
-        if missing:
-            lines += ["", f"{missing} sequence(s) had no results and were scored as empty."]
         return "\n".join(lines) + "\n"
 
 
@@ -129,42 +146,104 @@ def split_of(category_id: int) -> str | None:
     return "common" if category_id in COMMON_CATEGORY_IDS else "uncommon"
 
 
+def box_iou(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """(G, P) IoU of (G, 4) and (P, 4) ``[x, y, w, h]`` boxes (pycocotools' ``bbIou``, no
+    crowd): 0 where the boxes do not overlap, so also for an empty mask's ``[0, 0, 0, 0]``."""
+    gt = np.asarray(gt, dtype=np.float64).reshape(-1, 4)
+    pred = np.asarray(pred, dtype=np.float64).reshape(-1, 4)
+    w = np.minimum(gt[:, None, 0] + gt[:, None, 2], pred[None, :, 0] + pred[None, :, 2])
+    w = w - np.maximum(gt[:, None, 0], pred[None, :, 0])
+    h = np.minimum(gt[:, None, 1] + gt[:, None, 3], pred[None, :, 1] + pred[None, :, 3])
+    h = h - np.maximum(gt[:, None, 1], pred[None, :, 1])
+    inter = np.where((w > 0) & (h > 0), w * h, 0.0)
+    union = (gt[:, 2] * gt[:, 3])[:, None] + (pred[:, 2] * pred[:, 3])[None, :] - inter
+    return np.where(inter > 0, inter / np.where(inter > 0, union, 1.0), 0.0)
+
+
+def kept_predictions(similarity: np.ndarray, *, not_exhaustive: bool = False) -> np.ndarray:
+    """Which predictions of a frame the toolkit's preprocessing keeps, given their (G, P)
+    similarity to the frame's gt of the evaluated split.
+
+    On a frame without gt none (the toolkit skips detections on images without gt annotations,
+    so a sequence's ``neg_category_ids`` never matter); if the class is not exhaustively
+    labelled, those not matched to a gt (Hungarian on the similarity with values below 0.5 set
+    to 0, a pair matched when above 0) are dropped.
+    """
+    num_gt, num_pred = similarity.shape
+    if num_gt == 0:
+        return np.zeros(num_pred, dtype=bool)
+    if not not_exhaustive or num_pred == 0:
+        return np.ones(num_pred, dtype=bool)
+    scores = np.where(similarity < 0.5 - _EPS, 0.0, similarity)
+    rows, cols = linear_sum_assignment(-scores)
+    keep = np.zeros(num_pred, dtype=bool)
+    keep[cols[scores[rows, cols] > _EPS]] = True
+    return keep
+
+
 def evaluate_burst(
     results_file: str | Path,
     gt_file: str | Path,
     *,
     max_detections: int = 300,
+    iou: Iou = "box",
+    subset: bool = False,
 ) -> BurstReport:
-    """Score a BURST-layout results JSON against the BURST gt JSON (open-world protocol)."""
+    """Score a BURST-layout results JSON against the BURST gt JSON (open-world protocol).
+
+    iou: ``box`` (the toolkit's, default) or ``mask`` (the intended definition).
+    subset: score only the gt sequences present in the results instead of stopping when some
+        are missing or when a results sequence is not in the gt.
+    """
+    if iou not in IOUS:
+        raise DevaError(f"unknown IoU {iou!r}; choose one of {', '.join(IOUS)}")
     mask_utils = rle.mask_api("BURST evaluation", extra="eval")
 
     results_file, gt_file = Path(results_file), Path(gt_file)
-    gt = _sequences(read_json(gt_file), gt_file)
-    pred = _sequences(read_json(results_file), results_file)
-    pred_by_key = {_key(s, results_file): s for s in pred}
-    gt_keys = [_key(s, gt_file) for s in gt]
+    gt_data = read_json(gt_file)
+    gt = _sequences(gt_data, gt_file)
     if not gt:
         raise DevaError(f"{gt_file}: no sequences")
-    if pred and not set(pred_by_key) & set(gt_keys):
+    pred_data = read_json(results_file)
+    pred = _sequences(pred_data, results_file)
+    splits = (gt_data.get("split"), pred_data.get("split"))
+    if None not in splits and splits[0] != splits[1]:
         raise DevaError(
-            f"{results_file}: no sequence matches the ground truth (sequences are matched by "
-            "dataset and seq_name)"
+            f"{results_file}: results of split {splits[1]!r}, but {gt_file} is split {splits[0]!r}"
         )
+    pred_by_key: dict[tuple[str, str], dict] = {}
+    for seq in pred:
+        key = _key(seq, results_file)
+        if key in pred_by_key:
+            raise DevaError(f"{results_file}: sequence {key[0]}/{key[1]} appears twice")
+        pred_by_key[key] = seq
+    gt_keys = [_key(s, gt_file) for s in gt]
+    chosen = select(
+        [f"{d}/{s}" for d, s in gt_keys],
+        {f"{d}/{s}" for d, s in pred_by_key},
+        results=str(results_file),
+        source="the ground truth",
+        subset=subset,
+        hint="; the toolkit scores a missing sequence as empty: list it with empty frames for that",
+    )
+
     scores = []
+    not_exhaustive_count = 0
     for seq, key in zip(gt, gt_keys, strict=True):
+        if f"{key[0]}/{key[1]}" not in chosen.names:
+            continue
         where = f"{gt_file} (sequence {key[0]}/{key[1]})"
         height, width = _size(seq, where)
         paths, gt_frames = _frames(seq, where)
         categories = _track_categories(seq, where)
-        pred_seq = pred_by_key.get(key)
-        pred_frames: dict[str, dict[str, dict]] = {}
-        pred_tracks: set[str] = set()
-        if pred_seq is not None:
-            pwhere = f"{results_file} (sequence {key[0]}/{key[1]})"
-            ppaths, pframes = _frames(pred_seq, pwhere)
-            pred_frames = {Path(p).stem: f for p, f in zip(ppaths, pframes, strict=True)}
+        not_exhaustive = CLASS_AGNOSTIC_ID in _id_list(seq, "not_exhaustive_category_ids", where)
+        not_exhaustive_count += not_exhaustive
+        pwhere = f"{results_file} (sequence {key[0]}/{key[1]})"
+        ppaths, pframes = _frames(pred_by_key[key], pwhere)
+        pred_frames = {Path(p).stem: f for p, f in zip(ppaths, pframes, strict=True)}
         per_split: dict[str, list[HotaFrame]] = {s: [] for s in SPLITS}
         gt_tracks: set[str] = set()
+        pred_tracks: set[str] = set()
         for path, gt_frame in zip(paths, gt_frames, strict=True):
             frame_where = f"{where}, image {path}"
             gt_rles, gt_ids, gt_splits = [], [], []
@@ -181,23 +260,17 @@ def evaluate_burst(
             dets = pred_frames.get(Path(path).stem, {})
             ranked = sorted(dets.items(), key=lambda kv: -_score(kv[1], frame_where, kv[0]))
             ranked = ranked[:max_detections] if max_detections > 0 else ranked
-            p_where = f"{results_file} (sequence {key[0]}/{key[1]}), image {path}"
+            p_where = f"{pwhere}, image {path}"
             pred_rles = [_rle(det, height, width, p_where, tid) for tid, det in ranked]
             pred_ids = np.array([_track_number(t, p_where) for t, _ in ranked], dtype=np.int64)
             pred_tracks.update(t for t, _ in ranked)
-            if gt_rles and pred_rles:
-                iou = np.asarray(mask_utils.iou(gt_rles, pred_rles, [False] * len(pred_rles)))
-            else:
-                iou = np.zeros((len(gt_rles), len(pred_rles)))
-            iou = iou.reshape(len(gt_rles), len(pred_rles))
+            similarity = _similarity(mask_utils, gt_rles, pred_rles, iou)
             gt_ids_arr = np.array(gt_ids, dtype=np.int64)
             for split in SPLITS:
-                keep = np.array([split in ("all", s) for s in gt_splits], dtype=bool)
-                if keep.any():
-                    per_split[split].append(HotaFrame(gt_ids_arr[keep], pred_ids, iou[keep]))
-                else:
-                    empty = np.zeros((0, 0))
-                    per_split[split].append(HotaFrame(gt_ids_arr[:0], pred_ids[:0], empty))
+                rows = np.array([split in ("all", s) for s in gt_splits], dtype=bool)
+                sim = similarity[rows]
+                cols = kept_predictions(sim, not_exhaustive=not_exhaustive)
+                per_split[split].append(HotaFrame(gt_ids_arr[rows], pred_ids[cols], sim[:, cols]))
         scores.append(
             BurstSequenceScore(
                 name=f"{key[0]}/{key[1]}",
@@ -205,10 +278,44 @@ def evaluate_burst(
                 num_gt_tracks=len(gt_tracks),
                 num_pred_tracks=len(pred_tracks),
                 stats={split: hota_stats(frames) for split, frames in per_split.items()},
-                has_prediction=pred_seq is not None,
             )
         )
-    return BurstReport(tuple(scores))
+    notes = (_describe(iou, not_exhaustive_count), chosen.header)
+    return BurstReport(tuple(scores), iou=iou, notes=notes)
+
+
+def _similarity(
+    mask_utils: Any, gt_rles: list[dict], pred_rles: list[dict], iou: str
+) -> np.ndarray:
+    if not gt_rles or not pred_rles:
+        return np.zeros((len(gt_rles), len(pred_rles)))
+    if iou == "box":
+        # The toolkit's format converter stores [int(v) for v in toBbox(rle)].
+        gt_boxes = np.floor(mask_utils.toBbox(gt_rles))
+        pred_boxes = np.floor(mask_utils.toBbox(pred_rles))
+        return box_iou(gt_boxes, pred_boxes)
+    overlaps = mask_utils.iou(gt_rles, pred_rles, [False] * len(pred_rles))
+    return np.asarray(overlaps).reshape(len(gt_rles), len(pred_rles))
+
+
+def _describe(iou: str, not_exhaustive: int) -> str:
+    """The header line naming the convention, and how many sequences the category list hits."""
+    if iou == "box":
+        source = "BURST toolkit open-world (its TrackEval): IoU of the masks' bounding boxes"
+    else:
+        source = "not the toolkit's: mask IoU (the toolkit uses the masks' bounding boxes)"
+    return (
+        f"Convention: {source}; unmatched predictions dropped in {not_exhaustive} sequence(s) "
+        f"whose not_exhaustive_category_ids hold class {CLASS_AGNOSTIC_ID} (the toolkit's "
+        "class-agnostic rule), predictions on frames without gt dropped."
+    )
+
+
+def _id_list(seq: dict, field: str, where: str) -> set[int]:
+    try:
+        return {int(v) for v in seq.get(field) or []}
+    except (TypeError, ValueError, OverflowError) as err:
+        raise DevaError(f"{where}: '{field}' must be a list of category ids") from err
 
 
 def _sequences(data: Any, path: Path) -> list[dict]:

@@ -35,6 +35,7 @@ from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 
 from deva.errors import DevaError
+from deva.eval.selection import listing, select
 from deva.io.masks import read_id_png
 
 Match = Literal["identity", "hungarian", "union"]
@@ -608,7 +609,7 @@ def evaluate_davis(
                 raise DevaError(f"{annotations / seq}: sequence {seq!r} not in the ground truth")
             if not (results_dir / seq).is_dir():
                 raise DevaError(f"{results_dir / seq}: sequence {seq!r} missing in the results")
-        notes.append(f"Sequences: {len(names)} chosen ({_names(names)}).")
+        notes.append(f"Sequences: {len(names)} chosen ({listing(names)}).")
     else:
         names, scope = _choose_sequences(
             results_dir, annotations, Path(davis_root), image_set, resolution, subset
@@ -672,46 +673,22 @@ def _choose_sequences(
     subset: bool,
 ) -> tuple[list[str], str]:
     """The sequences to score and the header line saying which they are."""
-    annotated = {p.name for p in annotations.iterdir() if p.is_dir()}
+    annotated = sorted(p.name for p in annotations.iterdir() if p.is_dir())
     listed, source = _image_set(root, image_set, resolution)
     if listed is None:
-        listed, source = sorted(annotated), f"every sequence in {annotations}"
+        listed, source = annotated, str(annotations)
     else:
-        unannotated = [seq for seq in listed if seq not in annotated]
+        unannotated = [seq for seq in listed if seq not in set(annotated)]
         if unannotated:
             raise DevaError(
                 f"{source}: {len(unannotated)} listed sequence(s) have no annotations in "
-                f"{annotations}: {_names(unannotated)}"
+                f"{annotations}: {listing(unannotated)}"
             )
-    results = sorted(
-        p.name for p in results_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
+    present = {p.name for p in results_dir.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    chosen = select(
+        listed, present, results=str(results_dir), source=source, subset=subset, known=annotated
     )
-    unknown = [seq for seq in results if seq not in annotated]
-    missing = [seq for seq in listed if seq not in set(results)]
-    if unknown and not subset:
-        raise DevaError(
-            f"{results_dir}: {len(unknown)} results folder(s) named for no ground-truth "
-            f"sequence in {annotations}: {_names(unknown)} (rename them, or pass --subset to "
-            "score only the sequences that have results)"
-        )
-    if missing and not subset:
-        raise DevaError(
-            f"{results_dir}: no results for {len(missing)} of the {len(listed)} sequences of "
-            f"{source}: {_names(missing)} (pass --subset to score only those with results)"
-        )
-    names = [seq for seq in listed if seq not in set(missing)]
-    if not names:
-        raise DevaError(
-            f"{results_dir}: no sequence folder matches a ground-truth sequence of {source}"
-        )
-    if not missing and not unknown:
-        return names, f"Sequences: all {len(listed)} of {source}."
-    line = f"Sequences: SUBSET, {len(names)} of the {len(listed)} of {source}"
-    if missing:
-        line += f"; not scored (no results): {_names(missing)}"
-    if unknown:
-        line += f"; ignored results folders without ground truth: {_names(unknown)}"
-    return names, line + "."
+    return list(chosen.names), chosen.header
 
 
 def _image_set(root: Path, name: str | None, resolution: str) -> tuple[list[str] | None, str]:
@@ -757,11 +734,6 @@ def _read_image_set(path: Path) -> list[str]:
     if not names:
         raise DevaError(f"{path}: the sequence list is empty")
     return names
-
-
-def _names(names: Sequence[str], limit: int = 10) -> str:
-    shown = ", ".join(names[:limit])
-    return shown if len(names) <= limit else f"{shown}, … ({len(names)} in all)"
 
 
 def _read_gt(files: Sequence[Path]) -> np.ndarray:
