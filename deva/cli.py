@@ -88,6 +88,11 @@ class BurstIou(StrEnum):
     mask = "mask"
 
 
+class VpqShortVideos(StrEnum):
+    whole = "whole"
+    skip = "skip"
+
+
 @app.command()
 def track(
     ctx: typer.Context,
@@ -719,8 +724,23 @@ def eval_vipseg(
     windows: Annotated[
         str, typer.Option(help="VPQ window lengths in frames, comma-separated (999 = whole clip).")
     ] = "1,2,4,6,8,10,999",
+    subset: Annotated[
+        bool,
+        typer.Option(
+            "--subset",
+            help="Score only the gt videos that have predictions (the header names the rest); "
+            "without it a missing or misnamed video is an error.",
+        ),
+    ] = False,
+    short_videos: Annotated[
+        VpqShortVideos,
+        typer.Option(
+            help="Per-window VPQ^k of a video shorter than k frames: whole = one whole-clip "
+            "window (DEVA's script), skip = left out (VIPSeg's)."
+        ),
+    ] = VpqShortVideos.whole,
 ) -> None:
-    """VPQ (per window, thing / stuff) and STQ (AQ, SQ) as the VIPSeg toolkit."""
+    """VPQ (DEVA paper and VIPSeg toolkit summaries, per window, thing / stuff) and STQ."""
     _logging(False)
     from deva.eval.vipseg import evaluate_vipseg
 
@@ -729,7 +749,15 @@ def eval_vipseg(
             sizes = [int(k) for k in windows.split(",") if k.strip()]
         except ValueError as err:
             raise DevaError(f"--windows must be comma-separated integers, got {windows!r}") from err
-        report = evaluate_vipseg(results, gt, gt_json=gt_json, videos=video or None, windows=sizes)
+        report = evaluate_vipseg(
+            results,
+            gt,
+            gt_json=gt_json,
+            videos=video or None,
+            subset=subset,
+            windows=sizes,
+            short_videos=short_videos.value,
+        )
         typer.echo(report.to_markdown())
 
     _guarded(run)

@@ -143,6 +143,45 @@ def test_vipseg_cli_prints_the_table(davis_root: Path, tmp_path: Path) -> None:
     assert "blackswan" not in out.output
 
 
+def test_vipseg_header_states_both_summaries_and_short_videos(
+    davis_root: Path, tmp_path: Path
+) -> None:
+    results, gt = make_vipseg(davis_root, tmp_path)
+    args = ["eval", "vipseg", "--results", str(results), "--gt", str(gt)]
+    out = CliRunner().invoke(app, args)
+    assert out.exit_code == 0, out.output
+    assert "Convention: VPQ = DEVA paper: mean(VPQ^∞, mean VPQ^1,2,4,6,8,10)" in out.output
+    assert "shorter than k frames is scored as one whole-clip window" in out.output
+    assert "2 video(s) have fewer frames than the longest window (10)" in out.output
+    assert "Videos: all 2 of" in out.output
+    # Both 4-frame videos are shorter than 6 and 8: the VIPSeg toolkit skips them there, so its
+    # summary has no value (the toolkit itself divides by zero); DEVA's scores the whole clips.
+    assert "(default) | 100.0 | 100.0 | 100.0 |" in out.output
+    assert "VIPSeg toolkit: mean VPQ^1,2,4,6,8, videos shorter than k skipped | n/a |" in out.output
+    assert "| 8 | 100.0 |" in out.output
+    out = CliRunner().invoke(app, [*args, "--short-videos", "skip"])
+    assert out.exit_code == 0, out.output
+    assert "| 4 | 100.0 |" in out.output and "| 8 | n/a |" in out.output
+    summary = evaluate_vipseg(results, gt, windows=(1, 999)).summary()
+    assert summary["VPQ"] == pytest.approx(100) and math.isnan(summary["VPQ_vipseg"])
+    assert set(summary) >= {"VPQ^1", "VPQ^∞", "VPQ_vipseg_th", "VPQ_st"}
+
+
+def test_vipseg_missing_or_misnamed_videos(davis_root: Path, tmp_path: Path) -> None:
+    results, gt = make_vipseg(davis_root, tmp_path)
+    pred = json.loads((results / "pred.json").read_text())
+    pred["annotations"][1]["video_id"] = "dogg"
+    (results / "pred.json").write_text(json.dumps(pred))
+    with pytest.raises(DevaError, match=r"1 results video\(s\) not in the ground truth: dogg"):
+        evaluate_vipseg(results, gt)
+    out = CliRunner().invoke(
+        app, ["eval", "vipseg", "--results", str(results), "--gt", str(gt), "--subset"]
+    )
+    assert out.exit_code == 0, out.output
+    assert "Videos: SUBSET, 1 of the 2" in out.output and "(no results): dog" in out.output
+    assert "| blackswan | 4 | 100.0 |" in out.output and "| dog |" not in out.output
+
+
 def test_vipseg_malformed_inputs_name_the_file(davis_root: Path, tmp_path: Path) -> None:
     results, gt = make_vipseg(davis_root, tmp_path)
     png = results / "pan_pred" / "dog" / "00001.png"
@@ -155,7 +194,9 @@ def test_vipseg_malformed_inputs_name_the_file(davis_root: Path, tmp_path: Path)
     with pytest.raises(DevaError, match=r"pred\.json: malformed JSON"):
         evaluate_vipseg(results, gt)
     (results / "pred.json").write_text(json.dumps({"annotations": []}))
-    with pytest.raises(DevaError, match=r"pred\.json: no predictions for video 'blackswan'"):
+    with pytest.raises(
+        DevaError, match=r"pred\.json: no results for 2 of the 2 videos .*: blackswan"
+    ):
         evaluate_vipseg(results, gt)
     (gt / "panoptic_gt_VIPSeg_val.json").write_text(json.dumps({"categories": CATEGORIES}))
     with pytest.raises(DevaError, match=r"panoptic_gt_VIPSeg_val\.json: not the VIPSeg"):

@@ -351,6 +351,7 @@ def test_binary_davis2016_annotation_uses_255_as_object(tmp_path: Path) -> None:
     write_sequence(results, np.stack([(mask > 0).astype(np.int32)] * 3))
     report = evaluate_davis(tmp_path / "results", tmp_path / "davis", match="union")
     assert report.jf_mean == 1.0
+    assert "Binary DAVIS-2016 annotations" in report.to_markdown()
     empty = np.zeros((3, 8, 8), dtype=np.int32)
     write_sequence(results, empty)
     assert evaluate_davis(tmp_path / "results", tmp_path / "davis").jf_mean == 0.0

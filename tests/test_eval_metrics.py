@@ -51,6 +51,44 @@ def test_vpq_id_switch_costs_only_multi_frame_windows() -> None:
     assert result.vpq() == pytest.approx((0.5 + (1 + (4 / 7 + 1) / 2) / 2) / 2)
 
 
+def test_vpq_summaries_and_short_video_conventions() -> None:
+    """Video A: 8 frames predicted perfectly; video B: 2 frames whose person is predicted as
+    VOID (a FN per window), sky perfect. Pooled person PQ = TP / (TP + FN / 2) (IoU 1), sky 1,
+    VPQ^k = (person + 1) / 2. A has 9 - k windows (k <= 8); B has 3 - k (k <= 2), and for a
+    longer k either one whole-clip window (DEVA: 1 FN) or none (VIPSeg toolkit: skipped).
+    person: k=1 8/(8+1), k=2 7/(7+0.5), k=4 5/(5+0.5) or 1, k=6 3/(3+0.5) or 1, k=8 1/(1+0.5)
+    or 1; k=10 (A is short too) 1/(1+0.5) or nothing; ∞ 1/(1+0.5)."""
+    gt_a = video(*[[10, 10, 20, 20]] * 8)
+    pred_a = video(*[[1, 1, 5, 5]] * 8)
+    gt_b = video(*[[10, 10, 20, 20]] * 2)
+    pred_b = video(*[[0, 0, 5, 5]] * 2)
+    gt_segs, pred_segs = {10: PERSON, 20: SKY}, {1: PERSON, 5: SKY}
+    windows = (1, 2, 4, 6, 8, 10, WHOLE_VIDEO)
+    pooled = vpq(gt_a, pred_a, gt_segs, pred_segs, THINGS, windows) + vpq(
+        gt_b, pred_b, gt_segs, {5: SKY}, THINGS, windows
+    )
+    person_whole = {1: 8 / 9, 2: 14 / 15, 4: 10 / 11, 6: 6 / 7, 8: 2 / 3, 10: 2 / 3}
+    person_skip = {1: 8 / 9, 2: 14 / 15, 4: 1.0, 6: 1.0, 8: 1.0}
+    for k, person in person_whole.items():
+        assert pooled.window(k, True).pq == pytest.approx(person)
+        assert pooled.window(k).pq == pytest.approx((person + 1) / 2)
+    for k, person in person_skip.items():
+        assert pooled.window(k, True, short_videos="skip").pq == pytest.approx(person)
+    assert math.isnan(pooled.window(10, short_videos="skip").pq)  # no video has 10 frames
+    assert pooled.window(WHOLE_VIDEO, short_videos="skip").pq == pytest.approx((2 / 3 + 1) / 2)
+    deva = ((2 / 3 + 1) / 2 + np.mean([(p + 1) / 2 for p in person_whole.values()])) / 2
+    vipseg = np.mean([(p + 1) / 2 for p in person_skip.values()])
+    assert pooled.summary("deva") == pytest.approx(deva)
+    assert pooled.summary() == pytest.approx(deva)
+    assert pooled.summary("vipseg") == pytest.approx(vipseg)
+    assert pooled.summary("vipseg", isthing=True) == pytest.approx(
+        np.mean(list(person_skip.values()))
+    )
+    assert pooled.summary("vipseg", isthing=False) == 1.0
+    with pytest.raises(DevaError, match="summary"):
+        pooled.summary("kitti")
+
+
 def test_vpq_missed_object() -> None:
     # The person is predicted as VOID: one FN for the person, sky perfect (its union leaves out
     # nothing, sky IoU 1). All = mean(0, 1); Things = 0; Stuff = 1.

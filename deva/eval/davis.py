@@ -616,7 +616,7 @@ def evaluate_davis(
         )
         notes.append(scope)
 
-    scores = []
+    scores, binary = [], []
     for seq in names:
         gt_files = sorted((annotations / seq).glob("*.png"))
         if not gt_files:
@@ -626,6 +626,7 @@ def evaluate_davis(
         if values == {0, VOID_ID}:
             gt = (gt == VOID_ID).astype(np.int32)  # binary DAVIS-2016 annotation
             seq_objects = [1]
+            binary.append(seq)
         else:
             seq_objects = gt_objects(gt, convention.objects)
         if skip_first_last:
@@ -647,6 +648,11 @@ def evaluate_davis(
                 objects=seq_objects,
                 name=seq,
             )
+        )
+    if binary:
+        notes.append(
+            f"Binary DAVIS-2016 annotations (255 = the object; davis2017-evaluation would read "
+            f"it as void): {listing(binary)}."
         )
     return DavisReport(task=task, match=match, sequences=tuple(scores), notes=tuple(notes))
 

@@ -36,13 +36,18 @@ from typing import Any
 import numpy as np
 
 from deva.errors import DevaError
+from deva.eval.selection import listing, select
 from deva.eval.stq import BIT_SHIFT, IGNORE_LABEL, STQStats, stq_result, stq_stats_from_counts
 from deva.eval.vpq import (
+    DEFAULT_SUMMARY,
     DEFAULT_WINDOWS,
+    SHORT_VIDEOS,
+    SUMMARIES,
     VOID,
     WHOLE_VIDEO,
     PairTable,
     SegmentInfo,
+    ShortVideos,
     VPQResult,
     vpq_from_table,
 )
@@ -62,10 +67,16 @@ class VipsegVideoScore:
 
 @dataclass(frozen=True)
 class VipsegReport:
-    """Per-video scores; the dataset numbers pool the counts of all videos (as the toolkit)."""
+    """Per-video scores; the dataset numbers pool the counts of all videos (as the toolkit).
+
+    windows: the per-window VPQs shown, with ``short_videos`` for videos shorter than a window;
+    notes: header lines (the conventions, and which videos were scored).
+    """
 
     videos: tuple[VipsegVideoScore, ...]
     windows: tuple[int, ...]
+    short_videos: ShortVideos = "whole"
+    notes: tuple[str, ...] = ()
 
     @property
     def pooled_vpq(self) -> VPQResult:
@@ -75,23 +86,31 @@ class VipsegReport:
         return total
 
     def summary(self) -> dict[str, float]:
-        """Dataset VPQ (all / thing / stuff), per-window VPQ and STQ / AQ / SQ, in percent."""
+        """In percent: VPQ (all / thing / stuff) by the default summary (DEVA paper), the same as
+        VPQ_vipseg* by the VIPSeg toolkit's, per-window VPQ^k, and STQ / AQ / SQ."""
         pooled = self.pooled_vpq
         stq = stq_result([v.stq for v in self.videos])
-        out = {
-            "VPQ": 100 * pooled.vpq(),
-            "VPQ_th": 100 * pooled.vpq(True),
-            "VPQ_st": 100 * pooled.vpq(False),
-        }
+        out = {}
+        for name in SUMMARIES:
+            key = "VPQ" if name == DEFAULT_SUMMARY else f"VPQ_{name}"
+            out[key] = 100 * pooled.summary(name)
+            out[f"{key}_th"] = 100 * pooled.summary(name, True)
+            out[f"{key}_st"] = 100 * pooled.summary(name, False)
         for k in self.windows:
-            out[f"VPQ^{_window_name(k)}"] = 100 * pooled.window(k).pq
+            out[f"VPQ^{_window_name(k)}"] = 100 * pooled.window(k, None, self.short_videos).pq
         out.update(STQ=100 * stq.stq, AQ=100 * stq.aq, SQ=100 * stq.sq)
         return out
 
     def to_markdown(self) -> str:
-        """Per-video table (VPQ, STQ) then the pooled dataset line and the per-window VPQs."""
+        """Header, per-video table (VPQ, STQ), the pooled dataset line, both summary VPQs and the
+        per-window VPQs."""
+        short = {"whole": "scored as one whole-clip window (DEVA)", "skip": "skipped (VIPSeg)"}
         lines = [
             "VIPSeg video panoptic segmentation",
+            f"Convention: VPQ = {SUMMARIES[DEFAULT_SUMMARY].source} (default; the "
+            "VIPSeg toolkit's summary is printed below).",
+            f"Per-window VPQ^k: a video shorter than k frames is {short[self.short_videos]}.",
+            *self.notes,
             "",
             "| Video | Frames | VPQ | VPQ th | VPQ st | STQ | AQ | SQ |",
             "|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -99,23 +118,29 @@ class VipsegReport:
         for v in self.videos:
             s = stq_result([v.stq])
             lines.append(
-                f"| {v.name} | {v.num_frames} | {_pct(v.vpq.vpq())} | {_pct(v.vpq.vpq(True))} | "
-                f"{_pct(v.vpq.vpq(False))} | {_pct(s.stq)} | {_pct(s.aq)} | {_pct(s.sq)} |"
+                f"| {v.name} | {v.num_frames} | {_pct(v.vpq.summary())} | "
+                f"{_pct(v.vpq.summary(isthing=True))} | {_pct(v.vpq.summary(isthing=False))} | "
+                f"{_pct(s.stq)} | {_pct(s.aq)} | {_pct(s.sq)} |"
             )
         pooled = self.pooled_vpq
         total = stq_result([v.stq for v in self.videos])
         frames = sum(v.num_frames for v in self.videos)
         lines.append(
-            f"| **All ({len(self.videos)})** | {frames} | **{_pct(pooled.vpq())}** | "
-            f"{_pct(pooled.vpq(True))} | {_pct(pooled.vpq(False))} | **{_pct(total.stq)}** | "
-            f"{_pct(total.aq)} | {_pct(total.sq)} |"
+            f"| **All ({len(self.videos)})** | {frames} | **{_pct(pooled.summary())}** | "
+            f"{_pct(pooled.summary(isthing=True))} | {_pct(pooled.summary(isthing=False))} | "
+            f"**{_pct(total.stq)}** | {_pct(total.aq)} | {_pct(total.sq)} |"
         )
+        lines += ["", "| Summary | VPQ | VPQ th | VPQ st |", "|---|---:|---:|---:|"]
+        for name, conv in SUMMARIES.items():
+            default = " (default)" if name == DEFAULT_SUMMARY else ""
+            lines.append(
+                f"| {conv.source}{default} | {_pct(pooled.summary(name))} | "
+                f"{_pct(pooled.summary(name, True))} | {_pct(pooled.summary(name, False))} |"
+            )
         lines += ["", "| Window | VPQ | VPQ th | VPQ st |", "|---|---:|---:|---:|"]
         for k in self.windows:
-            lines.append(
-                f"| {_window_name(k)} | {_pct(pooled.window(k).pq)} | "
-                f"{_pct(pooled.window(k, True).pq)} | {_pct(pooled.window(k, False).pq)} |"
-            )
+            row = [pooled.window(k, t, self.short_videos).pq for t in (None, True, False)]
+            lines.append(f"| {_window_name(k)} | {' | '.join(_pct(v) for v in row)} |")
         return "\n".join(lines) + "\n"
 
 
@@ -133,13 +158,27 @@ def evaluate_vipseg(
     *,
     gt_json: str | Path | None = None,
     videos: Sequence[str] | None = None,
+    subset: bool = False,
     windows: Sequence[int] = DEFAULT_WINDOWS,
+    short_videos: ShortVideos = "whole",
 ) -> VipsegReport:
     """Score ``results_dir`` (``pred.json`` + ``pan_pred/``) against the VIPSeg ground truth.
 
-    videos: the gt videos to score (default: all of them; each must have results).
-    windows: VPQ window lengths in frames (999 = the whole clip).
+    videos: the gt videos to score (default: all of them; each must have results, and every
+        video of ``pred.json`` must be in the gt, unless ``subset``: then the gt videos with
+        results are scored and the report says which were left out).
+    windows: VPQ window lengths in frames shown per window (999 = the whole clip); the windows
+        of both summaries are evaluated in any case.
+    short_videos: the per-window table's convention for a video shorter than a window.
     """
+    if short_videos not in SHORT_VIDEOS:
+        raise DevaError(
+            f"unknown short-video convention {short_videos!r}; choose {', '.join(SHORT_VIDEOS)}"
+        )
+    if not windows:
+        raise DevaError("no VPQ windows given")
+    if min(windows) < 1:
+        raise DevaError(f"VPQ windows must be >= 1 frame, got {min(windows)}")
     results_dir = Path(results_dir)
     gt_dir = Path(gt_dir)
     if not results_dir.is_dir():
@@ -158,21 +197,34 @@ def evaluate_vipseg(
     if not pan_pred.is_dir():
         raise DevaError(f"{pan_pred}: prediction PNG folder not found")
 
-    names = list(gt_videos) if videos is None else list(videos)
-    if not names:
-        raise DevaError(f"{gt_json_path}: no videos to evaluate")
-    for name in names:
-        if name not in gt_videos:
-            raise DevaError(f"{gt_json_path}: video {name!r} not in the ground truth")
-        if name not in pred_frames:
-            raise DevaError(
-                f"{pred_json_path}: no predictions for video {name!r} "
-                "(pass --video to score a subset)"
-            )
+    if videos is None:
+        if not gt_videos:
+            raise DevaError(f"{gt_json_path}: no videos to evaluate")
+        chosen = select(
+            list(gt_videos),
+            set(pred_frames),
+            results=str(pred_json_path),
+            source=str(gt_json_path),
+            subset=subset,
+            noun="video",
+        )
+        names, scope = list(chosen.names), chosen.header
+    else:
+        names = list(videos)
+        if not names:
+            raise DevaError(f"{gt_json_path}: no videos to evaluate")
+        for name in names:
+            if name not in gt_videos:
+                raise DevaError(f"{gt_json_path}: video {name!r} not in the ground truth")
+            if name not in pred_frames:
+                raise DevaError(f"{pred_json_path}: no predictions for video {name!r}")
+        scope = f"Videos: {len(names)} chosen of {len(gt_videos)} ({listing(names)})."
     num_classes = max(things) + 1
     thing_ids = [c for c, t in things.items() if t]
     if num_classes > IGNORE_LABEL:
         raise DevaError(f"{gt_json_path}: category ids must be below {IGNORE_LABEL} for STQ")
+    needed = {WHOLE_VIDEO, *(k for conv in SUMMARIES.values() for k in conv.windows)}
+    evaluated = tuple(sorted(set(windows) | needed))
 
     scores = []
     for name in names:
@@ -181,7 +233,7 @@ def evaluate_vipseg(
         gt_segments = _video_segments(gt_infos, f"{gt_json_path} (video {name!r})")
         pred_segments = _video_segments(pred_infos, f"{pred_json_path} (video {name!r})")
         table = PairTable(_read_pairs(masks_dir / name, pan_pred / name, files, pred_infos))
-        result = vpq_from_table(table, gt_segments, pred_segments, things, windows)
+        result = vpq_from_table(table, gt_segments, pred_segments, things, evaluated)
         gt_labels = _stq_labels(table.gt_ids, gt_infos, gt_segments, crowd_aware=True)
         pred_labels = _stq_labels(table.pred_ids, pred_infos, pred_segments, crowd_aware=False)
         whole = table.window(0, table.num_frames)
@@ -195,7 +247,12 @@ def evaluate_vipseg(
             things=thing_ids,
         )
         scores.append(VipsegVideoScore(name, table.num_frames, result, stats))
-    return VipsegReport(tuple(scores), tuple(windows))
+    longest = max(k for k in windows if k < WHOLE_VIDEO) if min(windows) < WHOLE_VIDEO else 0
+    shorter = sum(v.num_frames < longest for v in scores)
+    notes = [scope]
+    if shorter:
+        notes.append(f"{shorter} video(s) have fewer frames than the longest window ({longest}).")
+    return VipsegReport(tuple(scores), tuple(windows), short_videos, tuple(notes))
 
 
 def _find_gt_json(gt_dir: Path) -> Path:

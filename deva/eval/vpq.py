@@ -9,10 +9,14 @@ than half of it lies on VOID or on the crowd region of its own category. Counts 
 are pooled over all windows (and videos) per category, PQ_c = ΣIoU / (TP + FP/2 + FN/2), and PQ
 is the mean over the categories with any TP, FP or FN (All, Things, Stuff).
 
-VIPSeg reports k ∈ {1, 2, 4, 6, 8, 10, ∞}; ∞ is a 999-frame window (the whole clip). The paper
-summary is VPQ = mean(VPQ^∞, mean(VPQ^1..VPQ^10)). Deliberate difference from the toolkit: areas
-come from the pixels, not from the JSON ``area`` fields, and a segment id must keep one category
-for the whole video (the toolkit takes the category of the first frame of each window).
+∞ is a 999-frame window (the whole clip). Two summaries are in use (``SUMMARIES``): the DEVA
+paper's, mean(VPQ^∞, mean(VPQ^k, k ∈ {1, 2, 4, 6, 8, 10})) with a video shorter than k scored as
+one whole-clip window (DEVA's ``eval_vpq_vipseg.py``), and the VIPSeg toolkit's
+(``eval_vpq_vspw.py``), mean(VPQ^k, k ∈ {1, 2, 4, 6, 8}) with such videos skipped. Both
+conventions for short videos are kept (``VPQResult.window(k, short_videos=...)``). Deliberate
+difference from the toolkits: areas come from the pixels, not from the JSON ``area`` fields,
+and a segment id must keep one category for the whole video (the toolkits take the category of
+the first frame of each window).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -32,6 +37,41 @@ WHOLE_VIDEO = 999
 """The toolkit's ∞ window: 999 frames, longer than any VIPSeg clip."""
 
 DEFAULT_WINDOWS: tuple[int, ...] = (1, 2, 4, 6, 8, 10, WHOLE_VIDEO)
+
+ShortVideos = Literal["whole", "skip"]
+SHORT_VIDEOS: tuple[str, ...] = ("whole", "skip")
+"""A video shorter than a window of k frames: scored as one whole-clip window, or skipped."""
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A summary VPQ: the mean of VPQ^k over ``windows`` (videos shorter than k treated as
+    ``short_videos`` says), then, if ``with_whole_video``, the mean of that and VPQ^∞."""
+
+    name: str
+    source: str
+    windows: tuple[int, ...]
+    with_whole_video: bool
+    short_videos: ShortVideos
+
+
+SUMMARIES: dict[str, Summary] = {
+    "deva": Summary(
+        "deva",
+        "DEVA paper: mean(VPQ^∞, mean VPQ^1,2,4,6,8,10), shorter videos as one whole-clip window",
+        (1, 2, 4, 6, 8, 10),
+        True,
+        "whole",
+    ),
+    "vipseg": Summary(
+        "vipseg",
+        "VIPSeg toolkit: mean VPQ^1,2,4,6,8, videos shorter than k skipped",
+        (1, 2, 4, 6, 8),
+        False,
+        "skip",
+    ),
+}
+DEFAULT_SUMMARY = "deva"
 
 
 @dataclass(frozen=True)
@@ -101,27 +141,52 @@ class PQCounts:
 
 @dataclass(frozen=True)
 class VPQResult:
-    """PQ counts per window size, for one video or pooled over many."""
+    """PQ counts per window size, for one video or pooled over many.
+
+    counts: over the windows that fit in each video (and, for ∞, the whole clip);
+    short: the one whole-clip window of each video shorter than the window (zeros otherwise).
+    """
 
     windows: tuple[int, ...]
     counts: tuple[PQCounts, ...]
+    short: tuple[PQCounts, ...]
     things: Mapping[int, bool]
 
     def __add__(self, other: VPQResult) -> VPQResult:
         if self.windows != other.windows:
             raise DevaError("cannot add VPQ results over different windows")
         counts = tuple(a + b for a, b in zip(self.counts, other.counts, strict=True))
-        return VPQResult(self.windows, counts, self.things)
+        short = tuple(a + b for a, b in zip(self.short, other.short, strict=True))
+        return VPQResult(self.windows, counts, short, self.things)
 
-    def window(self, k: int, isthing: bool | None = None) -> PQ:
-        """PQ of window size ``k`` over All (None), Things (True) or Stuff (False)."""
+    def window(
+        self, k: int, isthing: bool | None = None, short_videos: ShortVideos = "whole"
+    ) -> PQ:
+        """PQ of window size ``k`` over All (None), Things (True) or Stuff (False); a video
+        shorter than ``k`` is one whole-clip window (``whole``) or left out (``skip``)."""
         if k not in self.windows:
             raise DevaError(f"window {k} was not evaluated (have {list(self.windows)})")
-        return self.counts[self.windows.index(k)].summary(self.things, isthing)
+        if short_videos not in SHORT_VIDEOS:
+            raise DevaError(f"unknown short-video convention {short_videos!r}")
+        i = self.windows.index(k)
+        counts = self.counts[i] + self.short[i] if short_videos == "whole" else self.counts[i]
+        return counts.summary(self.things, isthing)
+
+    def summary(self, name: str = DEFAULT_SUMMARY, isthing: bool | None = None) -> float:
+        """A summary VPQ of ``SUMMARIES`` (its windows must have been evaluated)."""
+        if name not in SUMMARIES:
+            raise DevaError(f"unknown VPQ summary {name!r}; choose one of {', '.join(SUMMARIES)}")
+        conv = SUMMARIES[name]
+        value = float(
+            np.mean([self.window(k, isthing, conv.short_videos).pq for k in conv.windows])
+        )
+        if conv.with_whole_video:
+            value = float(np.mean([self.window(WHOLE_VIDEO, isthing).pq, value]))
+        return value
 
     def vpq(self, isthing: bool | None = None) -> float:
-        """The summary VPQ: mean(VPQ^∞, mean of the finite windows) if both kinds were
-        evaluated (the DEVA/VIPSeg convention), otherwise the mean over all windows."""
+        """mean(VPQ^∞, mean of the finite windows) over the evaluated windows if both kinds
+        were evaluated (the DEVA convention), otherwise the mean over all windows."""
         finite = [self.window(k, isthing).pq for k in self.windows if k < WHOLE_VIDEO]
         whole = [self.window(k, isthing).pq for k in self.windows if k >= WHOLE_VIDEO]
         if finite and whole:
@@ -191,7 +256,8 @@ def vpq_counts(
     categories: Sequence[int],
     window: int,
 ) -> PQCounts:
-    """Pooled PQ counts of one video over every ``window``-frame tube (stride 1).
+    """Pooled PQ counts of one video over every ``window``-frame tube (stride 1); a video
+    shorter than the window gets one tube of the whole clip.
 
     Gt ids not in ``gt_segments`` (other than VOID) are unscored but still count in the
     predictions' areas; every predicted id except VOID must be in ``pred_segments``.
@@ -299,5 +365,10 @@ def vpq_from_table(
     if not windows:
         raise DevaError("no VPQ windows given")
     categories = sorted(things)
-    counts = tuple(vpq_counts(table, gt_segments, pred_segments, categories, k) for k in windows)
-    return VPQResult(tuple(windows), counts, dict(things))
+    counts, short = [], []
+    for k in windows:
+        pooled = vpq_counts(table, gt_segments, pred_segments, categories, k)
+        shorter = table.num_frames < k < WHOLE_VIDEO
+        counts.append(PQCounts.zeros(categories) if shorter else pooled)
+        short.append(pooled if shorter else PQCounts.zeros(categories))
+    return VPQResult(tuple(windows), tuple(counts), tuple(short), dict(things))
