@@ -117,19 +117,22 @@ def measure() -> list[dict]:
         start = time.perf_counter()
         burst = evaluate_burst(burst_pred, burst_gt).summary()["all"]
         burst_s = time.perf_counter() - start
+        burst_mask = evaluate_burst(burst_pred, burst_gt, iou="mask").summary()["all"]
     annotated = sum((len(m) + 2) // 3 for m in clips.values())
     return [
         {
-            "command": "deva eval vipseg (VPQ 7 windows + STQ)",
+            "command": "deva eval vipseg (VPQ 7 windows, 2 summaries + STQ)",
             "frames": frames,
             "seconds": vipseg_s,
-            "scores": f"VPQ {vipseg['VPQ']:.1f}, STQ {vipseg['STQ']:.1f}",
+            "scores": f"VPQ {vipseg['VPQ']:.1f} (DEVA summary; VIPSeg toolkit's "
+            f"{vipseg['VPQ_vipseg']:.1f}), STQ {vipseg['STQ']:.1f}",
         },
         {
             "command": "deva eval burst (HOTA/OWTA, 3 splits)",
             "frames": annotated,
             "seconds": burst_s,
-            "scores": f"OWTA {burst['OWTA']:.1f}, HOTA {burst['HOTA']:.1f}",
+            "scores": f"OWTA {burst['OWTA']:.1f}, HOTA {burst['HOTA']:.1f} (box IoU, the "
+            f"toolkit's; mask IoU: OWTA {burst_mask['OWTA']:.1f}, HOTA {burst_mask['HOTA']:.1f})",
         },
     ]
 

@@ -30,6 +30,7 @@ from bench import (
     image_models,
     memory,
     network_speed,
+    overlay_speed,
     task_speed,
     tracking,
     train_data_speed,
@@ -232,6 +233,17 @@ def sections(quick: bool) -> list[Section]:
                 "propagation per non-key frame).\n"
             ),
             lambda: consensus_section(),
+        ),
+        Section(
+            "overlay",
+            (
+                "## Overlay drawing time (`overlay.mp4`, per written frame)\n\n"
+                "`deva.io.visualize.overlay` on an 854×480 noise frame: tint, outline and a text "
+                "label per object (the 5 shapes of the former timed test, then more discs); "
+                "10 timed calls after a warm-up. Formerly a wall-clock assertion in the test "
+                "suite (33 ms), which failed on a busy machine.\n"
+            ),
+            lambda: overlay_speed.table(overlay_speed.measure()),
         ),
         Section(
             "motion",

@@ -21,20 +21,21 @@ def test_results_missing_a_frame(tmp_path: Path) -> None:
     fails(evaluate(results, root), "00001.png", "result frame missing")
 
 
-def test_results_without_any_sequence_of_the_benchmark(tmp_path: Path) -> None:
+def test_results_named_for_no_sequence_of_the_benchmark(tmp_path: Path) -> None:
     root = make.davis_root(tmp_path / "davis")
     results = make.results(tmp_path / "res", sequence="other")
-    fails(evaluate(results, root), "res", "no sequence folder matches")
+    fails(evaluate(results, root), "res", "1 results sequence(s) not in the ground truth: other")
 
 
-def test_results_missing_some_sequences_score_the_others(tmp_path: Path) -> None:
-    """Recovery (documented): only sequences present in the results are scored, and listed."""
+def test_results_missing_some_sequences(tmp_path: Path) -> None:
+    """Each missing sequence is named; --subset (documented) scores the others and says so."""
     root = make.davis_root(tmp_path / "davis")
     make.davis_root(root, sequence="unscored")
     results = make.results(tmp_path / "res")
-    outcome = evaluate(results, root)
+    fails(evaluate(results, root), "no results for 1 of the 2 sequences", "unscored", "--subset")
+    outcome = evaluate(results, root, "--subset")
     assert outcome.exit_code == 0, outcome.output
-    assert "| seq |" in outcome.output and "unscored" not in outcome.output
+    assert "| seq |" in outcome.output and "not scored (no results): unscored" in outcome.output
 
 
 def test_results_at_another_resolution_are_resized(tmp_path: Path) -> None:
