@@ -483,6 +483,13 @@ def test_semi_supervised_void_counts_as_background(tmp_path: Path) -> None:
     assert unsupervised.jf_mean == 1.0
     background = evaluate_davis(tmp_path / "results", tmp_path / "davis", void="background")
     assert background.j_mean == pytest.approx(2 / 3)
+    args = ["eval", "davis", "--results", str(tmp_path / "results"), "--davis-root"]
+    args += [str(tmp_path / "davis"), "--task", "semi-supervised"]
+    out = CliRunner().invoke(app, args)
+    assert out.exit_code == 0 and "| **Mean** | 1 | 1 | **0.750** |" in out.output, out.output
+    out = CliRunner().invoke(app, [*args, "--void", "ignore", "--objects", "all"])
+    assert out.exit_code == 0 and "| **Mean** | 1 | 1 | **1.000** |" in out.output, out.output
+    assert "objects = every id of any frame (official: ids 1..max" in out.output
 
 
 def test_objects_are_those_of_the_first_frame(tmp_path: Path) -> None:
