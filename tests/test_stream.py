@@ -70,10 +70,14 @@ class QuietFiles(SimpleHTTPRequestHandler):
 
 class LiveTS(BaseHTTPRequestHandler):
     """GET /live.ts: an MPEG-TS stream encoded frame by frame as the client reads it, ending
-    after ``limit`` frames (in effect never, for the default). ``sent`` counts the frames."""
+    after ``limit`` frames (in effect never, for the default). ``sent`` counts the frames.
+    With ``hold`` set, sending pauses after ``hold_at`` frames until ``hold`` is set, so a
+    test can see what the client did before the stream went on, whatever the machine's load."""
 
     limit = 100_000
     sent = 0
+    hold_at = 0
+    hold: threading.Event | None = None
 
     def do_GET(self) -> None:  # noqa: N802  (http.server's name)
         self.send_response(200)
@@ -89,6 +93,8 @@ class LiveTS(BaseHTTPRequestHandler):
             for index, image in enumerate(demo_frames()):
                 if index >= self.limit:
                     break
+                if self.hold is not None and index == self.hold_at:
+                    self.hold.wait(timeout=600)
                 frame = av.VideoFrame.from_ndarray(image, format="rgb24")
                 out.mux(video.encode(frame))
                 self.wfile.flush()
@@ -99,8 +105,8 @@ class LiveTS(BaseHTTPRequestHandler):
         pass
 
 
-def live_handler(limit: int) -> type[LiveTS]:
-    return type("Live", (LiveTS,), {"limit": limit, "sent": 0})
+def live_handler(limit: int, hold_at: int = 0, hold: threading.Event | None = None) -> type[LiveTS]:
+    return type("Live", (LiveTS,), {"limit": limit, "sent": 0, "hold_at": hold_at, "hold": hold})
 
 
 @pytest.fixture(scope="module")
@@ -173,15 +179,21 @@ def test_a_video_url_gives_the_same_results_as_the_file(clip, tmp_path):
 
 
 def test_results_stream_out_while_the_stream_is_still_sending(tmp_path):
-    handler = live_handler(limit=400)
+    # The server pauses after 150 of its 400 frames until the results are in: without the
+    # pause, a loaded machine could let it send everything first and fail the test by timing.
+    hold = threading.Event()
+    handler = live_handler(limit=400, hold_at=150, hold=hold)
     with serve(handler) as base:
-        results = deva.track(f"{base}/live.ts")
-        first = [next(results) for _ in range(3)]
-        sent_then = handler.sent
+        try:
+            results = deva.track(f"{base}/live.ts")
+            first = [next(results) for _ in range(3)]
+            sent_then = handler.sent
+        finally:
+            hold.set()
         results.close()  # ends the live input
     assert [r.frame_index for r in first] == [0, 1, 2]
     assert first[0].ids.shape == SIZE
-    assert sent_then < handler.limit  # results came before the stream ended
+    assert sent_then <= 150 < handler.limit  # results came before the stream ended
 
 
 def test_ctrl_c_ends_a_live_stream_with_complete_outputs(tmp_path):
