@@ -153,6 +153,7 @@ def test_vipseg_header_states_both_summaries_and_short_videos(
     assert "Convention: VPQ = DEVA paper: mean(VPQ^∞, mean VPQ^1,2,4,6,8,10)" in out.output
     assert "shorter than k frames is scored as one whole-clip window" in out.output
     assert "2 video(s) have fewer frames than the longest window (10)" in out.output
+    assert "STQ: deeplab2's formula as VIPSeg's eval_stq_vspw.py, but instances" in out.output
     assert "Videos: all 2 of" in out.output
     # Both 4-frame videos are shorter than 6 and 8: the VIPSeg toolkit skips them there, so its
     # summary has no value (the toolkit itself divides by zero); DEVA's scores the whole clips.

@@ -110,6 +110,9 @@ class VipsegReport:
             f"Convention: VPQ = {SUMMARIES[DEFAULT_SUMMARY].source} (default; the "
             "VIPSeg toolkit's summary is printed below).",
             f"Per-window VPQ^k: a video shorter than k frames is {short[self.short_videos]}.",
+            "STQ: deeplab2's formula as VIPSeg's eval_stq_vspw.py, but instances numbered from 1 "
+            "(the toolkit numbers from 0, so a video's first listed segment, if a thing, drops "
+            "out of its AQ as crowd).",
             *self.notes,
             "",
             "| Video | Frames | VPQ | VPQ th | VPQ st | STQ | AQ | SQ |",
