@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
-from scipy.sparse import coo_matrix
+from scipy.sparse import coo_matrix, csr_array
 
-from deva.fusion.merge import overlap_counts
+from deva.fusion.merge import index_map, overlaps
 from deva.types import Segmentation, SegmentInfo
 
 
@@ -45,12 +45,10 @@ def relabel(frames: Sequence[Segmentation]) -> tuple[list[np.ndarray], list[Clip
     """
     maps, segments = [], []
     for frame_index, frame in enumerate(frames):
-        lut_size = max([s.id for s in frame.segments], default=0) + 1
-        lut = np.zeros(max(lut_size, int(frame.ids.max(initial=0)) + 1), dtype=np.int32)
-        for info in frame.segments:
-            segments.append(ClipSegment(frame_index, info))
-            lut[info.id] = len(segments)
-        maps.append(lut[frame.ids])
+        offset = len(segments)
+        segments.extend(ClipSegment(frame_index, info) for info in frame.segments)
+        index = index_map(frame.ids, [info.id for info in frame.segments])
+        maps.append(np.where(index > 0, index + offset, 0).astype(np.int32))
     return maps, segments
 
 
@@ -59,46 +57,60 @@ def match_segments(
     segments: Sequence[ClipSegment],
     *,
     iou_threshold: float = 0.5,
-) -> np.ndarray:
-    """(M, M) symmetric IoU of matched pairs (0 elsewhere): segments of different frames, same
+) -> csr_array:
+    """(M, M) symmetric sparse IoU of matched pairs: segments of different frames, same
     isthing group, IoU > threshold. Within one id map a segment overlaps at most one other by
     more than half, so the matches are unique and need no assignment solver."""
     count = len(segments)
-    iou = np.zeros((count, count))
     by_frame: dict[int, list[int]] = {}
     for position, segment in enumerate(segments, start=1):
         by_frame.setdefault(segment.frame, []).append(position)
     frames = sorted(by_frame)
     groups = np.asarray([_group_code(s.info.is_thing) for s in segments])
+    first: list[np.ndarray] = []
+    second: list[np.ndarray] = []
+    values: list[np.ndarray] = []
     for a_pos, i in enumerate(frames):
         for j in frames[a_pos + 1 :]:
             a_ids, b_ids = np.asarray(by_frame[i]), np.asarray(by_frame[j])
-            inter, a_area, b_area = overlap_counts(maps[i], a_ids, maps[j], b_ids)
-            union = a_area[:, None] + b_area[None, :] - inter
-            pair_iou = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+            found = overlaps(maps[i], a_ids, maps[j], b_ids)
+            pair_iou = found.iou()
             eligible = (pair_iou > iou_threshold) & (
-                groups[a_ids - 1][:, None] == groups[b_ids - 1][None, :]
+                groups[a_ids[found.rows] - 1] == groups[b_ids[found.cols] - 1]
             )
-            for row, column in _first_unique_matches(eligible):
-                a, b = a_ids[row] - 1, b_ids[column] - 1
-                iou[a, b] = iou[b, a] = pair_iou[row, column]
+            rows, cols = found.rows[eligible], found.cols[eligible]
+            picked = _first_unique_matches(rows, cols)
+            first.append(a_ids[rows[picked]] - 1)
+            second.append(b_ids[cols[picked]] - 1)
+            values.append(pair_iou[eligible][picked])
+    a = np.concatenate([np.zeros(0, np.int64), *first, *second])
+    b = np.concatenate([np.zeros(0, np.int64), *second, *first])
+    data = np.concatenate([np.zeros(0), *values, *values])
+    iou = csr_array((data, (a, b)), shape=(count, count))
+    iou.sort_indices()
     return iou
 
 
-def select(iou: np.ndarray) -> np.ndarray:
+def select(iou: np.ndarray | csr_array) -> np.ndarray:
     """Exact maximum of Σ x_a (2·S_a − 1) s.t. x_a + x_b ≤ 1 for matched (conflicting) pairs,
     S_a = Σ_b IoU_ab; a max-weight independent set, solved by HiGHS through scipy's ``milp``.
 
     A segment nobody matched has weight −1 and is never chosen; of mutually matched segments at
     most one survives, the best supported. Returns the boolean choice per segment.
     """
-    weight = 2.0 * iou.sum(axis=1) - 1.0
+    iou = csr_array(iou)
+    weight = 2.0 * np.asarray(iou.sum(axis=1)).ravel() - 1.0
     chosen = np.zeros(len(weight), dtype=bool)
     candidates = np.flatnonzero(weight > 0)
     if len(candidates) == 0:
         return chosen
-    sub = iou[np.ix_(candidates, candidates)] > 0
-    rows, cols = np.nonzero(np.triu(sub, k=1))
+    position = np.full(len(weight), -1)
+    position[candidates] = np.arange(len(candidates))
+    edges = iou.tocoo()
+    a, b = position[edges.row], position[edges.col]
+    keep = (a >= 0) & (b >= 0) & (a < b) & (edges.data > 0)
+    order = np.lexsort((b[keep], a[keep]))  # row-major, as numpy lists a dense matrix's edges
+    rows, cols = a[keep][order], b[keep][order]
     if len(rows) == 0:
         chosen[candidates] = True
         return chosen
@@ -141,7 +153,8 @@ def consensus(aligned: Sequence[Segmentation], *, iou_threshold: float = 0.5) ->
             continue
         own = segments[k].info
         infos.append(SegmentInfo(int(k + 1), own.category_id, own.score, own.is_thing))
-        partners = [segments[b].info for b in np.flatnonzero(iou[k] > 0)]
+        row = iou.indices[iou.indptr[k] : iou.indptr[k + 1]]
+        partners = [segments[b].info for b in row]
         votes[int(k + 1)] = (own, *partners)
     return Consensus(Segmentation(canvas, tuple(infos)), votes)
 
@@ -170,20 +183,20 @@ def paint_selected(
     return canvas
 
 
-def _first_unique_matches(eligible: np.ndarray) -> list[tuple[int, int]]:
-    """Per row (list order), the first column not taken by an earlier row (spec §3.5 step 3)."""
-    rows, cols = np.nonzero(eligible)
-    if len(set(rows.tolist())) == len(rows) and len(set(cols.tolist())) == len(cols):
-        return list(zip(rows.tolist(), cols.tolist(), strict=True))  # IoU > 0.5: always unique
+def _first_unique_matches(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Positions, in the eligible (row, col) pairs sorted by row then col, of each row's (list
+    order) first column not taken by an earlier row (spec §3.5 step 3)."""
+    if len(np.unique(rows)) == len(rows) and len(np.unique(cols)) == len(cols):
+        return np.arange(len(rows))  # IoU > 0.5: always unique
     taken: set[int] = set()
-    matches = []
-    for row in range(eligible.shape[0]):
-        for column in np.flatnonzero(eligible[row]):
-            if int(column) not in taken:
-                matches.append((row, int(column)))
-                taken.add(int(column))
-                break
-    return matches
+    done: set[int] = set()
+    picked = []
+    for position, (row, column) in enumerate(zip(rows.tolist(), cols.tolist(), strict=True)):
+        if row not in done and column not in taken:
+            picked.append(position)
+            taken.add(column)
+            done.add(row)
+    return np.asarray(picked, dtype=np.int64)
 
 
 def _group_code(is_thing: bool | None) -> int:
