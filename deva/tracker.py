@@ -19,8 +19,9 @@ from deva.errors import DevaError
 from deva.fusion.consensus import Consensus, consensus
 from deva.fusion.merge import associate, drop_empty_segments, keep_segments, paint
 from deva.fusion.registry import ObjectRegistry
+from deva.idmap import index_map
 from deva.io.frames import resize_ids, resize_short_side
-from deva.propagation.base import Propagator
+from deva.propagation.base import Propagator, align_ids, memorize_ids, propagate_ids
 from deva.segmenters.base import ImageSegmenter, SequentialSegmenter
 from deva.types import Frame, FrameResult, ObjectInfo, Segmentation, SegmentInfo
 
@@ -161,8 +162,7 @@ class Tracker:
             canvas[np.isin(canvas, deleted)] = 0
             self.propagator.forget(deleted)
         object_ids = registry.ids
-        masks = canvas[None] == np.asarray(object_ids, dtype=np.int32).reshape(-1, 1, 1)
-        self.propagator.memorize(image, masks, object_ids)
+        memorize_ids(self.propagator, image, canvas, object_ids)
         return MergeOutcome(canvas, tuple(new_ids.values()), tuple(deleted))
 
     def clip_consensus(self, clip: Sequence[PendingFrame], key: int) -> Consensus:
@@ -197,17 +197,13 @@ class Tracker:
         detection = pending.detection
         if not detection.segments:
             return Segmentation.empty(*key_image.shape[:2])
-        segment_ids = np.asarray([s.id for s in detection.segments], dtype=np.int32)
-        masks = detection.ids[None] == segment_ids.reshape(-1, 1, 1)
-        probs = self.propagator.align(pending.image, masks, key_image)
-        lut = np.concatenate([[0], segment_ids]).astype(np.int32)
-        return Segmentation(lut[np.argmax(probs, axis=0)], detection.segments)
+        segment_ids = [s.id for s in detection.segments]
+        ids = align_ids(self.propagator, pending.image, detection.ids, segment_ids, key_image)
+        return Segmentation(ids, detection.segments)
 
     def _propagate(self, state: TrackerState, frame: Frame, image: np.ndarray) -> FrameResult:
         """Propagate to this frame, then impose a mask given for it, if any."""
-        probs = self.propagator.propagate(image)
-        lut = np.asarray([0, *self.propagator.object_ids], dtype=np.int32)
-        ids = lut[np.argmax(probs, axis=0)]
+        ids = propagate_ids(self.propagator, image)
         given = state.given_masks(frame) if state.given_masks is not None else None
         if given is not None:
             ids = self._impose(state, image, ids, resize_ids(given, ids.shape))
@@ -224,8 +220,7 @@ class Tracker:
         ids = np.where(np.isin(propagated, given_ids), 0, propagated)
         ids = np.where(given > 0, given, ids).astype(np.int32)
         object_ids = state.registry.ids
-        masks = ids[None] == np.asarray(object_ids, dtype=np.int32).reshape(-1, 1, 1)
-        self.propagator.memorize(image, masks, object_ids)
+        memorize_ids(self.propagator, image, ids, object_ids)
         return ids
 
     def _last_working_ids(self, state: TrackerState) -> np.ndarray:
@@ -244,8 +239,9 @@ class Tracker:
         if limit <= 0 or len(registry) + len(unmatched) <= limit:
             return unmatched
         room = max(0, limit - len(registry))
-        areas = np.bincount(detection.ids.ravel())
-        ranked = sorted(unmatched, key=lambda s: -int(areas[s.id]) if s.id < len(areas) else 0)
+        index = index_map(detection.ids, [s.id for s in unmatched])
+        areas = np.bincount(index.ravel(), minlength=len(unmatched) + 1)[1:]
+        ranked = [unmatched[k] for k in np.argsort(-areas, kind="stable")]
         log.warning("max_objects=%d reached: %d new segments dropped", limit, len(ranked) - room)
         return ranked[:room]
 

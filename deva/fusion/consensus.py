@@ -13,7 +13,8 @@ import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import coo_matrix, csr_array
 
-from deva.fusion.merge import index_map, overlaps
+from deva.fusion.merge import overlaps
+from deva.idmap import index_map
 from deva.types import Segmentation, SegmentInfo
 
 

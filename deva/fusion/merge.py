@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from deva.idmap import index_map
 from deva.types import Segmentation
 
 #: Painting order of the isthing groups: later groups overwrite earlier ones (things beat stuff).
@@ -198,19 +199,3 @@ def paint(
             if segment_column is not None:
                 segment_rank[segment_column + 1] = rank
     return painted[np.maximum(object_rank[found.a_index], segment_rank[found.b_index])]
-
-
-def index_map(ids: np.ndarray, wanted: Sequence[int]) -> np.ndarray:
-    """Map each id of ``wanted`` to its 1-based position, everything else to 0."""
-    if not len(wanted):
-        return np.zeros(ids.shape, dtype=np.int64)
-    largest = max(int(ids.max(initial=0)), max(wanted))
-    if largest < 1 << 20:
-        lut = np.zeros(largest + 1, dtype=np.int64)
-        lut[np.asarray(wanted)] = np.arange(1, len(wanted) + 1)
-        return lut[np.clip(ids, 0, largest)]
-    order = np.argsort(wanted)
-    sorted_ids = np.asarray(wanted)[order]
-    position = np.clip(np.searchsorted(sorted_ids, ids), 0, len(wanted) - 1)
-    found = sorted_ids[position] == ids
-    return np.where(found, order[position] + 1, 0)

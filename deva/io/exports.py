@@ -198,9 +198,10 @@ def to_coco(runs: Sequence[TrackingRun]) -> dict[str, Any]:
                     row["areas"].append(None)
                     row["bboxes"].append(None)
                     continue
-                mask = frame.ids == object_id
-                row["segmentations"].append(rle.encode(mask))
-                row["areas"].append(int(mask.sum()))
+                x, y, w, h = box
+                crop = frame.ids[y : y + h, x : x + w] == object_id
+                row["segmentations"].append(rle.encode_crop(crop, x, y, run.height, run.width))
+                row["areas"].append(int(crop.sum()))
                 row["bboxes"].append(list(box))
         for object_id, row in rows.items():
             track = tracks[object_id]
@@ -245,8 +246,9 @@ def mots_lines(run: TrackingRun) -> Iterator[str]:
         category = track.category_id
         classes[object_id] = category if category is not None and category > 0 else 1
     for frame in run.frames():
-        for object_id in sorted(_boxes(frame, run)):
-            counts = rle.encode_counts(frame.ids == object_id)
+        for object_id, (x, y, w, h) in sorted(_boxes(frame, run).items()):
+            crop = frame.ids[y : y + h, x : x + w] == object_id
+            counts = rle.encode_crop(crop, x, y, run.height, run.width)["counts"]
             class_id = classes[object_id]
             mots_id = class_id * MOTS_CLASS_FACTOR + instance[object_id]
             yield f"{frame.index} {mots_id} {class_id} {run.height} {run.width} {counts}"

@@ -26,6 +26,39 @@ def encode(mask: np.ndarray) -> dict[str, Any]:
     return {"size": [int(v) for v in encoded["size"]], "counts": encoded["counts"].decode("utf-8")}
 
 
+def encode_crop(crop: np.ndarray, x: int, y: int, height: int, width: int) -> dict[str, Any]:
+    """``encode`` of an (height, width) mask that is 0 outside ``crop``, whose top-left pixel
+    is (x, y): the work follows the crop, not the frame (thousands of objects per frame)."""
+    crop = np.asarray(crop, dtype=bool)
+    rows, cols = np.nonzero(crop.T)  # column-major, as COCO runs go
+    on = (cols + y) + (rows + x) * height  # flat column-major positions, ascending
+    if len(on) == 0:
+        runs = [height * width]
+    else:
+        breaks = np.flatnonzero(np.diff(on) != 1) + 1
+        starts = on[np.concatenate(([0], breaks))]
+        stops = on[np.concatenate((breaks - 1, [len(on) - 1]))] + 1
+        edges = np.column_stack((starts, stops)).ravel()
+        runs = np.diff(np.concatenate(([0], edges, [height * width]))).tolist()
+        if runs[-1] == 0:
+            runs.pop()
+    return {"size": [int(height), int(width)], "counts": _compress(runs)}
+
+
+def _compress(runs: list[int]) -> str:
+    """COCO's compressed counts string of run lengths (pycocotools' rleToString)."""
+    out = []
+    for position, run in enumerate(runs):
+        value = run - runs[position - 2] if position > 2 else run
+        more = True
+        while more:
+            chunk = value & 0x1F
+            value >>= 5
+            more = value != -1 if chunk & 0x10 else value != 0
+            out.append(chr((chunk | 0x20 if more else chunk) + 48))
+    return "".join(out)
+
+
 def encode_counts(mask: np.ndarray) -> str:
     """Only the compressed counts string of ``encode`` (what BURST and MOTS store)."""
     return encode(mask)["counts"]

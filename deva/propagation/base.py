@@ -8,6 +8,10 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from deva.errors import DevaError
+from deva.idmap import masks_from_ids, strongest_channel
+
+STACK_BATCH = 256
+"""Segments per ``align`` call when ``align_ids`` goes through the stacks."""
 
 
 @runtime_checkable
@@ -15,6 +19,11 @@ class Propagator(Protocol):
     """Carries object masks from frame to frame. All images are (H, W, 3) uint8 RGB at the
     working resolution; all probabilities are (1 + K, H, W) float32, background first, channels
     in the order of ``object_ids``, summing to 1 over the first axis.
+
+    A propagator may also offer ``propagate_ids``, ``memorize_ids`` and ``align_ids``, the same
+    verbs on (H, W) id maps; the tracker calls them through the functions below, which fall
+    back to the stacks otherwise. Stacks cost memory K x H x W: with thousands of objects or
+    segments only the id verbs stay O(pixels + objects).
     """
 
     @property
@@ -63,3 +72,61 @@ def check_image(image: np.ndarray) -> None:
         )
     if image.dtype != np.uint8:
         raise DevaError(f"expected a uint8 image, got dtype {image.dtype}")
+
+
+def propagate_ids(propagator: Propagator, image: np.ndarray) -> np.ndarray:
+    """(H, W) int32 object ids at ``image`` (0 = background): the argmax of ``propagate``."""
+    own = getattr(propagator, "propagate_ids", None)
+    if own is not None:
+        return own(image)
+    probs = propagator.propagate(image)
+    lut = np.asarray([0, *propagator.object_ids], dtype=np.int32)
+    return lut[strongest_channel(probs)[0]]
+
+
+def memorize_ids(
+    propagator: Propagator, image: np.ndarray, ids: np.ndarray, object_ids: Sequence[int]
+) -> None:
+    """``memorize`` the objects ``ids == object_ids[k]``."""
+    own = getattr(propagator, "memorize_ids", None)
+    if own is not None:
+        own(image, ids, object_ids)
+    else:
+        propagator.memorize(image, masks_from_ids(ids, object_ids), object_ids)
+
+
+def align_ids(
+    propagator: Propagator,
+    src_image: np.ndarray,
+    src_ids: np.ndarray,
+    segment_ids: Sequence[int],
+    dst_image: np.ndarray,
+) -> np.ndarray:
+    """(H, W) int32 segment ids at ``dst_image`` of the segments ``src_ids == segment_ids[k]``
+    at ``src_image``: the argmax of ``align``.
+
+    Through the stacks, segments go ``STACK_BATCH`` at a time. With one batch each pixel takes
+    the argmax; with several, the strongest segment of any batch if it beats the background
+    all batches leave together (1 - the sum of their foregrounds), as one call would see it.
+    """
+    own = getattr(propagator, "align_ids", None)
+    if own is not None:
+        return own(src_image, src_ids, segment_ids, dst_image)
+    segments = np.asarray(segment_ids, dtype=np.int32)
+    ids = best = background = foreground = None
+    for start in range(0, len(segments), STACK_BATCH):
+        batch = segments[start : start + STACK_BATCH]
+        probs = propagator.align(src_image, masks_from_ids(src_ids, batch), dst_image)
+        index, value = strongest_channel(probs[1:])
+        if ids is None or best is None or background is None:
+            ids, best, background = batch[index], value, np.array(probs[0], copy=True)
+            continue
+        foreground = (1.0 - background) if foreground is None else foreground
+        foreground += 1.0 - probs[0]
+        wins = value > best
+        ids[wins], best[wins] = batch[index[wins]], value[wins]
+    if ids is None or best is None or background is None:
+        return np.zeros(src_ids.shape, dtype=np.int32)
+    if foreground is not None:
+        background = np.maximum(1.0 - foreground, 0.0)
+    return np.where(best > background, ids, 0).astype(np.int32)

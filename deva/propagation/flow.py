@@ -11,7 +11,10 @@ outside the frame (content entering the view is not known to belong to anything)
 panoptic segmentation, where every pixel belongs to some segment.
 
 The memory keeps soft probabilities. Re-sharpening them to one-hot argmax masks after each step
-changed IoU by less than 0.005 after 30 frames on DAVIS, so the cheaper soft state stays.
+changed IoU by less than 0.005 after 30 frames on DAVIS, so the cheaper soft state stays. Each
+object's mask is kept only inside its box, and the id-map verbs (``memorize_ids``,
+``propagate_ids``, ``align_ids``) never build a (K, H, W) stack: memory follows the pixels and
+the objects' area, so tens of thousands of segments fit where a stack per object would not.
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ from typing import Any
 
 import cv2
 import numpy as np
+from scipy import ndimage
 
 from deva.errors import DevaError
+from deva.idmap import index_map
 from deva.propagation.base import check_image
 
 log = logging.getLogger(__name__)
@@ -40,9 +45,35 @@ DIS_PRESETS: dict[str, int] = {
 _MIN_FLOW_SIDE = 12
 # Automatic finest DIS level: keep at least this many flow cells across the image's short side.
 _MIN_GRID_SIDE = 100
-_Box = tuple[int, int, int, int] | None
+_Box = tuple[int, int, int, int] | None  # (x0, y0, x1, y1), half-open
 # Map coordinate for pixels that must come out as 0: far outside, read as the constant border.
 _NOWHERE = -1.0e4
+
+
+@dataclass
+class _Crop:
+    """One object's soft mask, kept only inside its box (zero outside): memory follows the
+    objects' area, not one whole frame per object."""
+
+    box: tuple[int, int, int, int]
+    values: np.ndarray  # (y1 - y0, x1 - x0) float32
+
+    @property
+    def window(self) -> tuple[slice, slice]:
+        x0, y0, x1, y1 = self.box
+        return slice(y0, y1), slice(x0, x1)
+
+    def region(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """The mask over rows y0:y1, columns x0:x1 of the frame, zero outside the box."""
+        out = np.zeros((y1 - y0, x1 - x0), np.float32)
+        bx0, by0, bx1, by1 = self.box
+        top, left = max(y0, by0), max(x0, bx0)
+        bottom, right = min(y1, by1), min(x1, bx1)
+        if top < bottom and left < right:
+            out[top - y0 : bottom - y0, left - x0 : right - x0] = self.values[
+                top - by0 : bottom - by0, left - bx0 : right - bx0
+            ]
+        return out
 
 
 @dataclass(frozen=True)
@@ -177,8 +208,7 @@ class FlowPropagator:
         self._object_ids: list[int] = []
         self._shape: tuple[int, int] | None = None
         self._previous: np.ndarray | None = None  # (h, w) uint8 gray at flow resolution
-        self._masks: np.ndarray = np.empty((0, 0, 0), np.float32)  # (K, H, W) soft, objects only
-        self._boxes: list[_Box] = []  # per object, the box outside which its mask is 0
+        self._crops: list[_Crop | None] = []  # per object, its soft mask inside its box
 
     def state_dict(self) -> dict[str, object]:
         """The remembered frame and masks (not the settings), for resumable runs."""
@@ -186,81 +216,61 @@ class FlowPropagator:
             "object_ids": list(self._object_ids),
             "shape": self._shape,
             "previous": self._previous,
-            "masks": self._masks,
-            "boxes": list(self._boxes),
+            "crops": [None if c is None else (c.box, c.values) for c in self._crops],
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self._object_ids = [int(i) for i in state["object_ids"]]
         self._shape = state["shape"]
         self._previous = state["previous"]
-        self._masks = state["masks"]
-        self._boxes = list(state["boxes"])
+        self._crops = [None if c is None else _Crop(tuple(c[0]), c[1]) for c in state["crops"]]
 
     def propagate(self, image: np.ndarray) -> np.ndarray:
         """(1 + K, H, W) float32 probabilities at ``image``, warped from the remembered frame."""
-        geometry = self._video_geometry(image)
-        current = self._small_gray(image, geometry)
-        previous, self._previous = self._previous, current
-        if previous is None or not self._object_ids:
-            self._masks = np.empty((0, *geometry.shape), np.float32)
-            return np.ones((1, *geometry.shape), np.float32)
-        maps, reach = self._sampling_maps(current, previous, self._masks, self._boxes, geometry)
-        probs, self._boxes = _warp(self._masks, self._boxes, maps, reach)
-        if self.fill_unknown:
-            self._boxes = _fill_unknown(probs, self._boxes, maps)
-        if self.min_fragment > 0:
-            _drop_fragments(probs, self._boxes, self.min_fragment)
-        self._masks = _copy_boxes(probs[1:], self._boxes)
-        return probs
+        background = self._advance(image)
+        return _dense(self._crops, background)
+
+    def propagate_ids(self, image: np.ndarray) -> np.ndarray:
+        """``propagate`` as an (H, W) int32 map of object ids (0 = background), without the
+        (1 + K, H, W) stack: memory O(pixels + objects' area) however many objects."""
+        background = self._advance(image)
+        lut = np.asarray([0, *self._object_ids], dtype=np.int32)
+        return lut[_strongest(self._crops, background)]
 
     def memorize(self, image: np.ndarray, masks: np.ndarray, object_ids: Sequence[int]) -> None:
         """Replace the memory with these hard masks at ``image`` (the current frame)."""
         geometry = self._video_geometry(image)
-        soft = _soft_masks(masks, object_ids, geometry.shape)
-        self._previous = self._small_gray(image, geometry)
-        self._masks = soft
-        self._boxes = [_support_box(mask) for mask in soft]
-        self._object_ids = [int(i) for i in object_ids]
-        self._check_budget()
+        crops = _soft_masks(masks, object_ids, geometry.shape)
+        self._remember(image, geometry, crops, object_ids)
 
-    def _check_budget(self) -> None:
-        """Flow memory is one mask per object and does not grow with the video: there is
-        nothing to cut, so going over the budget is only reported (once)."""
-        if self.max_memory_bytes is None or self._over_budget_said:
-            return
-        if self._masks.nbytes > self.max_memory_bytes:
-            self._over_budget_said = True
-            log.warning(
-                "memory budget %.0f MiB exceeded: %d object masks take %.0f MiB; the flow "
-                "propagator keeps one mask per object and cannot shrink it (lower --max-objects "
-                "or --size)",
-                self.max_memory_bytes / 2**20,
-                len(self._object_ids),
-                self._masks.nbytes / 2**20,
-            )
+    def memorize_ids(self, image: np.ndarray, ids: np.ndarray, object_ids: Sequence[int]) -> None:
+        """``memorize`` from an (H, W) id map: object k is ``ids == object_ids[k]``."""
+        geometry = self._video_geometry(image)
+        crops = _crops_from_ids(ids, object_ids, geometry.shape)
+        self._remember(image, geometry, crops, object_ids)
 
     def align(
         self, src_image: np.ndarray, src_masks: np.ndarray, dst_image: np.ndarray
     ) -> np.ndarray:
         """Warp ``src_masks`` from ``src_image`` to ``dst_image``; the memory is not touched."""
         geometry = self._checked_geometry(src_image)
-        check_image(dst_image)
-        if dst_image.shape != src_image.shape:
-            raise DevaError(
-                f"align needs two images of one size, got {src_image.shape} and {dst_image.shape}"
-            )
-        masks = _soft_masks(src_masks, range(len(src_masks)), geometry.shape)
-        src_small = self._small_gray(src_image, geometry)
-        dst_small = self._small_gray(dst_image, geometry)
-        if len(masks) == 0:
-            return np.ones((1, *geometry.shape), np.float32)
-        boxes = [_support_box(mask) for mask in masks]
-        maps, reach = self._sampling_maps(dst_small, src_small, masks, boxes, geometry)
-        probs, boxes = _warp(masks, boxes, maps, reach)
-        if self.fill_unknown:
-            _fill_unknown(probs, boxes, maps)
-        return probs
+        crops = _soft_masks(src_masks, range(len(src_masks)), geometry.shape)
+        return _dense(crops, self._aligned(src_image, crops, dst_image, geometry))
+
+    def align_ids(
+        self,
+        src_image: np.ndarray,
+        src_ids: np.ndarray,
+        segment_ids: Sequence[int],
+        dst_image: np.ndarray,
+    ) -> np.ndarray:
+        """``align`` of the segments ``src_ids == segment_ids[k]``, as an (H, W) int32 map of
+        segment ids at ``dst_image``, without any (K, H, W) stack."""
+        geometry = self._checked_geometry(src_image)
+        crops = _crops_from_ids(src_ids, segment_ids, geometry.shape)
+        background = self._aligned(src_image, crops, dst_image, geometry)
+        lut = np.asarray([0, *segment_ids], dtype=np.int32)
+        return lut[_strongest(crops, background)]
 
     def forget(self, object_ids: Sequence[int]) -> None:
         """Drop these objects' channels, keeping the others in order."""
@@ -269,11 +279,91 @@ class FlowPropagator:
         if len(kept) == len(self._object_ids):
             return
         self._object_ids = [self._object_ids[slot] for slot in kept]
-        if len(self._masks):
-            self._masks = np.ascontiguousarray(self._masks[kept])
-            self._boxes = [self._boxes[slot] for slot in kept]
+        if self._crops:
+            self._crops = [self._crops[slot] for slot in kept]
 
     # -- steps --------------------------------------------------------------------------------
+
+    def _advance(self, image: np.ndarray) -> np.ndarray:
+        """Move the memory to ``image``; returns the background probability there."""
+        geometry = self._video_geometry(image)
+        current = self._small_gray(image, geometry)
+        previous, self._previous = self._previous, current
+        if previous is None or not self._object_ids:
+            self._crops = []
+            return np.ones(geometry.shape, np.float32)
+        self._crops, background = self._warp_all(current, previous, self._crops, geometry)
+        return background
+
+    def _aligned(
+        self,
+        src_image: np.ndarray,
+        crops: list[_Crop | None],
+        dst_image: np.ndarray,
+        geometry: _Geometry,
+    ) -> np.ndarray:
+        """Warp ``crops`` (in place) from ``src_image`` to ``dst_image``; the background there."""
+        check_image(dst_image)
+        if dst_image.shape != src_image.shape:
+            raise DevaError(
+                f"align needs two images of one size, got {src_image.shape} and {dst_image.shape}"
+            )
+        src_small = self._small_gray(src_image, geometry)
+        dst_small = self._small_gray(dst_image, geometry)
+        if not crops:
+            return np.ones(geometry.shape, np.float32)
+        warped, background = self._warp_all(dst_small, src_small, crops, geometry, tidy=False)
+        crops[:] = warped
+        return background
+
+    def _warp_all(
+        self,
+        current: np.ndarray,
+        previous: np.ndarray,
+        crops: list[_Crop | None],
+        geometry: _Geometry,
+        *,
+        tidy: bool = True,
+    ) -> tuple[list[_Crop | None], np.ndarray]:
+        """Every object's mask sampled along the flow from ``previous`` to ``current``, with
+        the options applied (``min_fragment`` only with ``tidy``: a one-off alignment keeps its
+        fragments); and the background."""
+        maps, reach = self._sampling_maps(current, previous, crops, geometry)
+        crops, background = _warp(crops, maps, reach)
+        if self.fill_unknown:
+            crops = _fill_unknown(crops, background, maps)
+        if tidy and self.min_fragment > 0:
+            _drop_fragments(crops, background, self.min_fragment)
+        return crops, background
+
+    def _remember(
+        self,
+        image: np.ndarray,
+        geometry: _Geometry,
+        crops: list[_Crop | None],
+        object_ids: Sequence[int],
+    ) -> None:
+        self._previous = self._small_gray(image, geometry)
+        self._crops = crops
+        self._object_ids = [int(i) for i in object_ids]
+        self._check_budget()
+
+    def _check_budget(self) -> None:
+        """Flow memory is one mask per object and does not grow with the video: there is
+        nothing to cut, so going over the budget is only reported (once)."""
+        if self.max_memory_bytes is None or self._over_budget_said:
+            return
+        used = sum(c.values.nbytes for c in self._crops if c is not None)
+        if used > self.max_memory_bytes:
+            self._over_budget_said = True
+            log.warning(
+                "memory budget %.0f MiB exceeded: %d object masks take %.0f MiB; the flow "
+                "propagator keeps one mask per object and cannot shrink it (lower --max-objects "
+                "or --size)",
+                self.max_memory_bytes / 2**20,
+                len(self._object_ids),
+                used / 2**20,
+            )
 
     def _video_geometry(self, image: np.ndarray) -> _Geometry:
         """Geometry for ``image``, which must have the size of the video's earlier frames."""
@@ -309,8 +399,7 @@ class FlowPropagator:
         self,
         current: np.ndarray,
         previous: np.ndarray,
-        masks: np.ndarray,
-        boxes: list[_Box],
+        crops: list[_Crop | None],
         geometry: _Geometry,
     ) -> tuple[np.ndarray, int]:
         """(H, W, 2) float32 coordinates in the previous frame to sample each current pixel at,
@@ -320,7 +409,7 @@ class FlowPropagator:
         occluded = None
         if self.occlusion_threshold is not None:
             forward = self._dis.calc(previous, current, None)
-            occluded = self._disoccluded(forward, backward, masks, boxes, geometry)
+            occluded = self._disoccluded(forward, backward, crops, geometry)
         backward = cv2.multiply(backward, (*geometry.scale, 0.0, 0.0))
         reach = int(np.ceil(np.abs(backward).max(initial=0.0))) + 2
         height, width = geometry.shape
@@ -337,8 +426,7 @@ class FlowPropagator:
         self,
         forward: np.ndarray,
         backward: np.ndarray,
-        masks: np.ndarray,
-        boxes: list[_Box],
+        crops: list[_Crop | None],
         geometry: _Geometry,
     ) -> np.ndarray:
         """(h, w) uint8 at flow resolution, 1 where a pixel was hidden in the previous frame.
@@ -355,7 +443,7 @@ class FlowPropagator:
         slack += self.occlusion_threshold * (geometry.small_shape[1] / geometry.shape[1]) ** 2
         inconsistent = error > slack
         if self.edge_gated:
-            distance = _distance_to_edges(masks, boxes, geometry)
+            distance = _distance_to_edges(crops, geometry)
             distance_there = cv2.remap(
                 distance, sources, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
             )
@@ -399,141 +487,230 @@ def _squared_norm(flow: np.ndarray) -> np.ndarray:
     return flow[..., 0] * flow[..., 0] + flow[..., 1] * flow[..., 1]
 
 
-def _distance_to_edges(masks: np.ndarray, boxes: list[_Box], geometry: _Geometry) -> np.ndarray:
+def _distance_to_edges(crops: list[_Crop | None], geometry: _Geometry) -> np.ndarray:
     """(h, w) float32 distance, at flow resolution, to the nearest change of argmax label.
 
     Works inside the objects' boxes only, so its cost follows the objects' area.
     """
     height, width = geometry.small_shape
+    full_height, full_width = geometry.shape
     scale_x, scale_y = geometry.scale
     windows = []
     total = np.zeros(geometry.small_shape, np.float32)
-    for mask, box in zip(masks, boxes, strict=True):
-        if box is None:
+    for crop in crops:
+        if crop is None:
             continue
+        box = crop.box
         x0, y0 = int(box[0] / scale_x), int(box[1] / scale_y)
         x1 = min(int(np.ceil(box[2] / scale_x)), width)
         y1 = min(int(np.ceil(box[3] / scale_y)), height)
-        crop = mask[
-            int(y0 * scale_y) : min(round(y1 * scale_y), mask.shape[0]),
-            int(x0 * scale_x) : min(round(x1 * scale_x), mask.shape[1]),
-        ]
-        small = cv2.resize(crop, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA)
+        part = crop.region(
+            int(y0 * scale_y),
+            min(round(y1 * scale_y), full_height),
+            int(x0 * scale_x),
+            min(round(x1 * scale_x), full_width),
+        )
+        small = cv2.resize(part, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA)
         total[y0:y1, x0:x1] += small
         windows.append((len(windows) + 1, small, (slice(y0, y1), slice(x0, x1))))
     best = 1.0 - total  # background first; ties keep the earlier label
-    labels = np.zeros(geometry.small_shape, np.uint8 if len(windows) < 255 else np.uint16)
+    labels = np.zeros(geometry.small_shape, np.int32)
     for label, small, window in windows:
         wins = small > best[window]
         labels[window][wins] = label
         np.maximum(best[window], small, out=best[window])
     kernel = np.ones((3, 3), np.uint8)
+    labels = labels.astype(np.float32)  # exact up to 2**24 labels; dilate/erode take floats
     interior = cv2.dilate(labels, kernel) == cv2.erode(labels, kernel)
     return cv2.distanceTransform(interior.view(np.uint8), cv2.DIST_L2, 3)
 
 
 def _warp(
-    masks: np.ndarray, boxes: list[_Box], maps: np.ndarray, reach: int
-) -> tuple[np.ndarray, list[_Box]]:
-    """(1 + K, H, W) probabilities, background first, and the objects' new boxes.
+    crops: list[_Crop | None], maps: np.ndarray, reach: int
+) -> tuple[list[_Crop | None], np.ndarray]:
+    """The objects' masks sampled at ``maps`` (0 outside the image), and the background.
 
-    Each mask is sampled at ``maps`` (0 outside the image) only inside its box grown by
-    ``reach``: no pixel farther away can sample a non-zero value, and objects are usually small,
-    so the cost follows the objects' area rather than K whole frames.
+    Each mask is sampled only inside its box grown by ``reach``: no pixel farther away can
+    sample a non-zero value, and objects are usually small, so the cost follows the objects'
+    area rather than K whole frames. Where the objects sum to more than 1 they are scaled to 1.
     """
-    count, height, width = masks.shape
-    probs = np.zeros((1 + count, height, width), np.float32)
-    probs[0] = 1.0
-    new_boxes: list[_Box] = []
-    for slot, box in enumerate(boxes):
-        if box is None:
-            new_boxes.append(None)
+    height, width = maps.shape[:2]
+    background = np.ones((height, width), np.float32)
+    warped: list[_Crop | None] = []
+    for crop in crops:
+        if crop is None:
+            warped.append(None)
             continue
-        x0, y0 = max(box[0] - reach, 0), max(box[1] - reach, 0)
-        x1, y1 = min(box[2] + reach, width), min(box[3] + reach, height)
-        window = probs[1 + slot, y0:y1, x0:x1]
-        cv2.remap(
-            masks[slot],
-            maps[y0:y1, x0:x1],
+        x0, y0 = max(crop.box[0] - reach, 0), max(crop.box[1] - reach, 0)
+        x1, y1 = min(crop.box[2] + reach, width), min(crop.box[3] + reach, height)
+        # Sampled from the mask around the window, which holds every source the window can
+        # reach inside the frame: remap then takes the same arithmetic as on the whole frame.
+        sx0, sy0 = max(x0 - reach, 0), max(y0 - reach, 0)
+        sx1, sy1 = min(x1 + reach, width), min(y1 + reach, height)
+        local = maps[y0:y1, x0:x1] - np.float32([sx0, sy0])
+        window = cv2.remap(
+            crop.region(sy0, sy1, sx0, sx1),
+            local,
             None,
             cv2.INTER_LINEAR,
-            dst=window,
             borderMode=cv2.BORDER_CONSTANT,
             borderValue=0.0,
         )
-        cv2.subtract(probs[0, y0:y1, x0:x1], window, dst=probs[0, y0:y1, x0:x1])
-        new_boxes.append(_offset(_support_box(window), x0, y0))
-    _normalise(probs)
-    return probs, new_boxes
+        cv2.subtract(background[y0:y1, x0:x1], window, dst=background[y0:y1, x0:x1])
+        warped.append(_cropped(window, x0, y0))
+    if len(warped) > 1 and background.min() < -1e-6:
+        scale = np.maximum(1.0 - background, 1.0)
+        for crop in warped:
+            if crop is not None:
+                crop.values /= scale[crop.window]
+    np.maximum(background, 0.0, out=background)
+    return warped, background
 
 
-def _fill_unknown(probs: np.ndarray, boxes: list[_Box], maps: np.ndarray) -> list[_Box]:
+def _fill_unknown(
+    crops: list[_Crop | None], background: np.ndarray, maps: np.ndarray
+) -> list[_Crop | None]:
     """Give every pixel without a source (``maps`` outside the frame, disoccluded pixels
-    included: they point nowhere) the probabilities of the nearest pixel with one, in place;
-    returns the objects' boxes grown to what they gained. Pixels whose source is partly outside
+    included: they point nowhere) the probabilities of the nearest pixel with one; an object
+    that gains pixels grows its box to its new support. Pixels whose source is partly outside
     (a border band under 1 px) count as without one: their objects were faded towards 0."""
-    _, height, width = probs.shape
+    height, width = background.shape
     xs, ys = maps[..., 0], maps[..., 1]
     unknown = (xs < 0) | (xs > width - 1) | (ys < 0) | (ys > height - 1)
     holes = np.flatnonzero(unknown)
     if len(holes) == 0 or len(holes) == unknown.size:
-        return boxes
+        return crops
     # The labels number the known (zero) pixels in row-major order, 1 upwards.
     _, nearest = cv2.distanceTransformWithLabels(
         unknown.view(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
     )
     sources = np.flatnonzero(~unknown)[nearest.ravel()[holes] - 1]
-    flat = probs.reshape(len(probs), -1)
-    filled = flat[:, sources]
-    flat[:, holes] = filled
-    gained = np.flatnonzero((filled[1:] > 0).any(axis=1))
-    boxes = list(boxes)
-    for slot in gained:
-        boxes[slot] = _support_box(probs[1 + slot])
-    return boxes
+    flat = background.reshape(-1)
+    flat[holes] = flat[sources]
+    by_source = np.argsort(sources, kind="stable")
+    return [
+        None if crop is None else _fill_crop(crop, holes, sources, by_source, width)
+        for crop in crops
+    ]
 
 
-def _soft_masks(masks: np.ndarray, object_ids: Sequence[int], shape: tuple[int, int]) -> np.ndarray:
-    """Check (K, H, W) masks (hard, or float = soft) against ids and image size; float32,
-    overlaps shared."""
+def _fill_crop(
+    crop: _Crop, holes: np.ndarray, sources: np.ndarray, by_source: np.ndarray, width: int
+) -> _Crop:
+    """One object after the fill: the holes inside its box take their sources' values (0 for
+    a source outside it), and holes elsewhere whose source it covers join it."""
+    x0, y0, x1, y1 = crop.box
+    inside = _in_box(holes, np.arange(len(holes)), crop.box, width)
+    covered = _in_box(sources[by_source], by_source, crop.box, width)
+    src_y, src_x = np.divmod(sources[covered], width)
+    values = crop.values[src_y - y0, src_x - x0]
+    gained = covered[values > 0]
+    if len(gained) == 0:  # nothing to copy: the holes in the box are emptied, the box stays
+        hole_y, hole_x = np.divmod(holes[inside], width)
+        crop.values[hole_y - y0, hole_x - x0] = 0.0
+        return crop
+    hole_y, hole_x = np.divmod(holes[inside], width)
+    crop.values[hole_y - y0, hole_x - x0] = 0.0
+    gained_y, gained_x = np.divmod(holes[gained], width)
+    kept = (gained_x >= x0) & (gained_x < x1) & (gained_y >= y0) & (gained_y < y1)
+    crop.values[gained_y[kept] - y0, gained_x[kept] - x0] = values[values > 0][kept]
+    support = _support_box(crop.values)
+    left, top = int(gained_x.min()), int(gained_y.min())
+    right, bottom = int(gained_x.max()) + 1, int(gained_y.max()) + 1
+    if support is not None:
+        left, top = min(left, x0 + support[0]), min(top, y0 + support[1])
+        right, bottom = max(right, x0 + support[2]), max(bottom, y0 + support[3])
+    grown = _Crop((left, top, right, bottom), crop.region(top, bottom, left, right))
+    grown.values[gained_y - top, gained_x - left] = values[values > 0]
+    return grown
+
+
+def _in_box(
+    pixels: np.ndarray, positions: np.ndarray, box: tuple[int, int, int, int], width: int
+) -> np.ndarray:
+    """``positions`` of the (ascending, flat) ``pixels`` that lie inside ``box``: one slice
+    per box row, found by binary search."""
+    x0, y0, x1, y1 = box
+    rows = np.arange(y0, y1) * width
+    starts = np.searchsorted(pixels, rows + x0)
+    stops = np.searchsorted(pixels, rows + x1)
+    runs = [positions[a:b] for a, b in zip(starts, stops, strict=True) if b > a]
+    return np.concatenate(runs) if runs else np.zeros(0, np.int64)
+
+
+def _soft_masks(
+    masks: np.ndarray, object_ids: Sequence[int], shape: tuple[int, int]
+) -> list[_Crop | None]:
+    """Check (K, H, W) masks (hard, or float = soft) against ids and image size; float32
+    crops, overlaps shared."""
     masks = np.asarray(masks)
     ids = [int(i) for i in object_ids]
     if masks.ndim != 3 or masks.shape[1:] != shape:
         raise DevaError(
             f"masks must be (K, {shape[0]}, {shape[1]}) to match the image, got {masks.shape}"
         )
-    if masks.shape[0] != len(ids):
-        raise DevaError(f"got {masks.shape[0]} masks for {len(ids)} object ids")
+    _check_ids(ids, len(masks))
+    floating = np.issubdtype(masks.dtype, np.floating)  # soft probabilities (spec §3.8), kept
+    crops: list[_Crop | None] = []
+    for mask in masks:
+        box = _support_box(mask)
+        if box is None:
+            crops.append(None)
+            continue
+        part = mask[box[1] : box[3], box[0] : box[2]]
+        values = np.clip(part, 0.0, 1.0) if floating else part > 0
+        crops.append(_Crop(box, values.astype(np.float32)))
+    if len(ids) > 1:
+        total = np.zeros(shape, np.float32)
+        for crop in crops:
+            if crop is not None:
+                total[crop.window] += crop.values
+        if total.max() > 1:
+            for crop in crops:
+                if crop is not None:
+                    crop.values /= np.maximum(total[crop.window], 1.0)
+    return crops
+
+
+def _crops_from_ids(
+    ids: np.ndarray, object_ids: Sequence[int], shape: tuple[int, int]
+) -> list[_Crop | None]:
+    """The hard masks ``ids == object_ids[k]`` as crops (what ``_soft_masks`` makes of them),
+    from one pass over the map."""
+    if not isinstance(ids, np.ndarray) or ids.shape != shape:
+        raise DevaError(
+            f"id map must be {shape[0]}x{shape[1]} to match the image, got "
+            f"{getattr(ids, 'shape', None)}"
+        )
+    _check_ids([int(i) for i in object_ids], len(object_ids))
+    index = index_map(ids, object_ids)
+    crops: list[_Crop | None] = []
+    for slot, found in enumerate(ndimage.find_objects(index, max_label=len(object_ids)), 1):
+        if found is None:
+            crops.append(None)
+            continue
+        rows, cols = found
+        box = (cols.start, rows.start, cols.stop, rows.stop)
+        crops.append(_Crop(box, (index[found] == slot).astype(np.float32)))
+    return crops
+
+
+def _check_ids(ids: list[int], count: int) -> None:
+    if count != len(ids):
+        raise DevaError(f"got {count} masks for {len(ids)} object ids")
     if len(set(ids)) != len(ids):
         raise DevaError(f"object ids must be unique, got {ids}")
-    if np.issubdtype(masks.dtype, np.floating):  # soft probabilities (spec §3.8), kept as is
-        soft = np.clip(masks, 0.0, 1.0).astype(np.float32)
-    else:
-        soft = (masks > 0).astype(np.float32)
-    if len(ids) > 1:
-        total = soft.sum(axis=0)
-        if total.max() > 1:
-            soft /= np.maximum(total, 1.0)
-    return soft
 
 
-def _normalise(probs: np.ndarray) -> None:
-    """With channel 0 = 1 - sum(objects): where objects exceed 1, scale them to sum to 1."""
-    if len(probs) > 2 and probs[0].min() < -1e-6:
-        probs[1:] /= np.maximum(1.0 - probs[0], 1.0)
-    np.maximum(probs[0], 0.0, out=probs[0])
-
-
-def _drop_fragments(probs: np.ndarray, boxes: list[_Box], fraction: float) -> None:
+def _drop_fragments(crops: list[_Crop | None], background: np.ndarray, fraction: float) -> None:
     """Hand to the background every piece of an object (in the argmax) smaller than
     ``fraction`` of its largest piece: flow leaves such specks behind moving objects, and
     they would otherwise survive every later merge."""
-    labels = np.argmax(probs, axis=0)
-    for slot, box in enumerate(boxes, start=1):
-        if box is None:
+    labels = _strongest(crops, background)
+    for slot, crop in enumerate(crops, start=1):
+        if crop is None:
             continue
-        x0, y0, x1, y1 = box
-        mask = (labels[y0:y1, x0:x1] == slot).view(np.uint8)
+        mask = (labels[crop.window] == slot).view(np.uint8)
         count, pieces, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
         if count <= 2:
             continue
@@ -542,9 +719,34 @@ def _drop_fragments(probs: np.ndarray, boxes: list[_Box], fraction: float) -> No
         if len(small) == 0:
             continue
         drop = np.isin(pieces, small)
-        channel, background = probs[slot, y0:y1, x0:x1], probs[0, y0:y1, x0:x1]
-        background[drop] += channel[drop]
-        channel[drop] = 0.0
+        own = background[crop.window]
+        own[drop] += crop.values[drop]
+        crop.values[drop] = 0.0
+
+
+def _strongest(crops: list[_Crop | None], background: np.ndarray) -> np.ndarray:
+    """(H, W) int64 channel of each pixel's argmax (0 = background, k = crops[k - 1]); the
+    first wins ties, as ``np.argmax`` over the dense (1 + K, H, W) stack."""
+    best = background.copy()
+    labels = np.zeros(background.shape, np.int64)
+    for slot, crop in enumerate(crops, start=1):
+        if crop is None:
+            continue
+        window = crop.window
+        wins = crop.values > best[window]
+        labels[window][wins] = slot
+        best[window][wins] = crop.values[wins]
+    return labels
+
+
+def _dense(crops: list[_Crop | None], background: np.ndarray) -> np.ndarray:
+    """The protocol's (1 + K, H, W) probabilities, background first."""
+    probs = np.zeros((1 + len(crops), *background.shape), np.float32)
+    probs[0] = background
+    for slot, crop in enumerate(crops, start=1):
+        if crop is not None:
+            probs[slot][crop.window] = crop.values
+    return probs
 
 
 def _support_box(mask: np.ndarray) -> _Box:
@@ -553,15 +755,13 @@ def _support_box(mask: np.ndarray) -> _Box:
     return None if width == 0 else (x, y, x + width, y + height)
 
 
-def _offset(box: _Box, x: int, y: int) -> _Box:
-    return None if box is None else (box[0] + x, box[1] + y, box[2] + x, box[3] + y)
-
-
-def _copy_boxes(masks: np.ndarray, boxes: list[_Box]) -> np.ndarray:
-    """A copy of ``masks`` that is only written inside ``boxes`` (outside it is 0 anyway)."""
-    copy = np.zeros(masks.shape, masks.dtype)  # calloc: untouched pages cost nothing
-    for slot, box in enumerate(boxes):
-        if box is not None:
-            x0, y0, x1, y1 = box
-            copy[slot, y0:y1, x0:x1] = masks[slot, y0:y1, x0:x1]
-    return copy
+def _cropped(window: np.ndarray, x0: int, y0: int) -> _Crop | None:
+    """The part of ``window`` (whose top-left is (x0, y0) in the frame) around its non-zero
+    pixels, or None if it has none."""
+    box = _support_box(window)
+    if box is None:
+        return None
+    return _Crop(
+        (box[0] + x0, box[1] + y0, box[2] + x0, box[3] + y0),
+        np.ascontiguousarray(window[box[1] : box[3], box[0] : box[2]]),
+    )

@@ -26,7 +26,7 @@ from deva.io.json_file import read_json
 from deva.propagation.base import Propagator
 from deva.tasks.dataset import Detections, Progress, open_video, track_videos
 from deva.tasks.outputs import write_json, write_rgb_ids
-from deva.types import FrameResult
+from deva.types import FrameResult, ObjectInfo
 
 __all__ = ["MERGED", "merge_burst", "read_gt_sequences", "run_burst"]
 
@@ -78,12 +78,19 @@ def _frame_record(file_name: str, result: FrameResult) -> dict[str, Any]:
             "id": obj.id,
             "score": obj.score,
             "category_id": obj.category_id,
-            "rle": rle.encode(result.ids == obj.id),
+            "rle": _object_rle(result, obj),
         }
         for obj in result.objects
         if obj.area > 0
     ]
     return {"file_name": file_name, "segmentations": segmentations}
+
+
+def _object_rle(result: FrameResult, obj: ObjectInfo) -> dict[str, Any]:
+    """COCO RLE of one object, from its box (thousands of objects per frame stay cheap)."""
+    x, y, width, height = obj.bbox
+    crop = result.ids[y : y + height, x : x + width] == obj.id
+    return rle.encode_crop(crop, x, y, *result.ids.shape)
 
 
 def read_gt_sequences(gt_json: str | Path) -> list[dict[str, Any]]:
