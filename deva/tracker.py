@@ -21,7 +21,13 @@ from deva.fusion.merge import associate, drop_empty_segments, keep_segments, pai
 from deva.fusion.registry import ObjectRegistry
 from deva.idmap import index_map
 from deva.io.frames import resize_ids, resize_short_side
-from deva.propagation.base import Propagator, align_ids, memorize_ids, propagate_ids
+from deva.propagation.base import (
+    Propagator,
+    align_ids,
+    memorize_ids,
+    object_limit,
+    propagate_ids,
+)
 from deva.segmenters.base import ImageSegmenter, SequentialSegmenter
 from deva.types import Frame, FrameResult, ObjectInfo, Segmentation, SegmentInfo
 
@@ -230,19 +236,29 @@ class Tracker:
     def _within_capacity(
         self, registry: ObjectRegistry, unmatched: list[SegmentInfo], detection: Segmentation
     ) -> list[SegmentInfo]:
-        """Drop new segments beyond ``max_objects``, smallest first.
+        """Drop new segments beyond ``max_objects`` (or the propagator's default limit, see
+        ``object_limit``), smallest first.
 
         Official DEVA drops every segment of the frame, matched ones too, when the cap would be
         exceeded; then all tracked objects count a miss. We keep matches and the largest news.
         """
-        limit = self.config.max_objects
+        limit = object_limit(self.propagator, self.config.max_objects)
         if limit <= 0 or len(registry) + len(unmatched) <= limit:
             return unmatched
         room = max(0, limit - len(registry))
         index = index_map(detection.ids, [s.id for s in unmatched])
         areas = np.bincount(index.ravel(), minlength=len(unmatched) + 1)[1:]
         ranked = [unmatched[k] for k in np.argsort(-areas, kind="stable")]
-        log.warning("max_objects=%d reached: %d new segments dropped", limit, len(ranked) - room)
+        dropped = len(ranked) - room
+        if self.config.max_objects:
+            log.warning("max_objects=%d reached: %d new segments dropped", limit, dropped)
+        else:
+            log.warning(
+                "%d new segments dropped: this propagator takes one full-frame mask per object, "
+                "so it tracks at most %d unless max_objects (--max-objects) says otherwise",
+                dropped,
+                limit,
+            )
         return ranked[:room]
 
     @staticmethod

@@ -10,8 +10,9 @@ import numpy as np
 from deva.errors import DevaError
 from deva.idmap import masks_from_ids, strongest_channel
 
-STACK_BATCH = 256
-"""Segments per ``align`` call when ``align_ids`` goes through the stacks."""
+STACK_LIMIT = 256
+"""The most masks in one stack for a propagator without the id-map verbs: segments per
+``align`` call, and tracked objects when the user set no ``max_objects``."""
 
 
 @runtime_checkable
@@ -74,6 +75,14 @@ def check_image(image: np.ndarray) -> None:
         raise DevaError(f"expected a uint8 image, got dtype {image.dtype}")
 
 
+def object_limit(propagator: Propagator, max_objects: int) -> int:
+    """The cap on tracked objects (0 = none): ``max_objects`` when set; else none for a
+    propagator with the id-map verbs, ``STACK_LIMIT`` for one whose stacks cost K x H x W."""
+    if max_objects > 0 or hasattr(propagator, "memorize_ids"):
+        return max_objects
+    return STACK_LIMIT
+
+
 def propagate_ids(propagator: Propagator, image: np.ndarray) -> np.ndarray:
     """(H, W) int32 object ids at ``image`` (0 = background): the argmax of ``propagate``."""
     own = getattr(propagator, "propagate_ids", None)
@@ -105,7 +114,7 @@ def align_ids(
     """(H, W) int32 segment ids at ``dst_image`` of the segments ``src_ids == segment_ids[k]``
     at ``src_image``: the argmax of ``align``.
 
-    Through the stacks, segments go ``STACK_BATCH`` at a time. With one batch each pixel takes
+    Through the stacks, segments go ``STACK_LIMIT`` at a time. With one batch each pixel takes
     the argmax; with several, the strongest segment of any batch if it beats the background
     all batches leave together (1 - the sum of their foregrounds), as one call would see it.
     """
@@ -114,8 +123,8 @@ def align_ids(
         return own(src_image, src_ids, segment_ids, dst_image)
     segments = np.asarray(segment_ids, dtype=np.int32)
     ids = best = background = foreground = None
-    for start in range(0, len(segments), STACK_BATCH):
-        batch = segments[start : start + STACK_BATCH]
+    for start in range(0, len(segments), STACK_LIMIT):
+        batch = segments[start : start + STACK_LIMIT]
         probs = propagator.align(src_image, masks_from_ids(src_ids, batch), dst_image)
         index, value = strongest_channel(probs[1:])
         if ids is None or best is None or background is None:
