@@ -28,6 +28,7 @@ from bench import (
     eval_speed,
     finetune,
     image_models,
+    many_segments,
     memory,
     network_speed,
     overlay_speed,
@@ -403,6 +404,18 @@ def sections(quick: bool) -> list[Section]:
                 "process.\n"
             ),
             lambda: eval_speed.table(eval_speed.measure()),
+        ),
+        Section(
+            "segments",
+            (
+                "## Many segment ids (`deva track --detections`, 2 frames, 854×480)\n\n"
+                "Detections: one grid of N cells per frame under scattered ids up to 2²⁴ "
+                "(RGB-coded PNGs), the same picture twice. Semi-online defaults, flow "
+                "propagator, all outputs written (masks, annotations, overlay video). Each row "
+                "is a fresh process; peak RSS includes Python, torch and OpenCV "
+                "(`bench/many_segments.py`).\n"
+            ),
+            lambda: many_segments.table(many_segments.measure()),
         ),
         Section(
             "memory",
