@@ -101,11 +101,18 @@ class FrameResult:
 
 @dataclass(frozen=True)
 class Frame:
-    """One decoded frame. image: (H, W, 3) uint8 RGB at native resolution."""
+    """One decoded frame. image: (H, W, 3) uint8 RGB at native resolution, upright (rotation
+    metadata already applied).
+
+    time, duration: for frames of a video file, when the frame is shown (seconds from the
+    first frame) and for how long, so outputs keep a variable frame rate; None otherwise.
+    """
 
     index: int
     name: str
     image: np.ndarray
+    time: float | None = None
+    duration: float | None = None
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 
@@ -56,11 +57,32 @@ def test_round_trip(tmp_path: Path) -> None:
     assert decoded[11].image[35, 60:80, :2].mean() > 200
 
 
-def test_odd_size_is_padded_to_even(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("name", "codec"),
+    [("odd.mp4", "vp9"), ("odd.mkv", "vp9"), ("odd.mov", "h264")],
+)
+def test_odd_sizes_keep_their_size(tmp_path: Path, name: str, codec: str) -> None:
     frames = _clip(3, height=45, width=63)
-    decoded = [f.image for f in open_frames(_write(tmp_path / "odd.mp4", frames))]
-    assert len(decoded) == 3 and decoded[0].shape == (46, 64, 3)
-    assert np.abs(decoded[1][:45, :63].astype(int) - frames[1]).mean() < 6.0
+    path = _write(tmp_path / name, frames)
+    decoded = [f.image for f in open_frames(path)]
+    assert len(decoded) == 3 and decoded[0].shape == (45, 63, 3)
+    assert np.abs(decoded[1].astype(int) - frames[1]).mean() < 6.0
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].codec_context.name == codec
+
+
+def test_timed_frames_keep_their_times_and_the_end(tmp_path: Path) -> None:
+    times = [0.0, 0.1, 0.15, 0.5, 0.55, 1.2, 2.0]  # variable frame rate; the last lasts 0.25 s
+    frames = _clip(len(times))
+    for extension in ("mp4", "mkv"):
+        path = tmp_path / f"vfr.{extension}"
+        with VideoWriter(path, fps=3.5) as writer:
+            for index, (image, time) in enumerate(zip(frames, times, strict=True)):
+                writer.write(image, time=time, duration=0.25 if index == len(times) - 1 else None)
+        with av.open(str(path)) as container:
+            decoded = [f.time for f in container.decode(video=0)]
+            assert decoded == pytest.approx(times, abs=1e-3)
+            assert container.duration / 1e6 == pytest.approx(2.25, abs=1e-3)
 
 
 def test_mkv_and_frame_objects(tmp_path: Path) -> None:

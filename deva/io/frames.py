@@ -17,13 +17,14 @@ from pathlib import Path
 import av
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from deva.errors import DevaError
 from deva.types import Frame
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 DEFAULT_FPS = 24.0
+_EXIF_ORIENTATION = 0x0112
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _DIGITS = re.compile(r"([0-9]+)")
 
@@ -162,11 +163,14 @@ def _pil_to_rgb8(image: Image.Image, where: str) -> np.ndarray:
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """Decode one image file to (H, W, 3) uint8 RGB; a DevaError naming the file if it cannot."""
+    """Decode one image file to (H, W, 3) uint8 RGB, turned as its EXIF Orientation says (the
+    way viewers show a phone photo); a DevaError naming the file if it cannot."""
     path = Path(path)
     try:
         with Image.open(path) as image:
             image.load()  # decode now so a truncated file fails here, not later
+            if image.getexif().get(_EXIF_ORIENTATION, 1) != 1:
+                return _pil_to_rgb8(ImageOps.exif_transpose(image), str(path))
             return _pil_to_rgb8(image, str(path))
     except FileNotFoundError as err:
         raise DevaError(f"{path}: file not found") from err
@@ -260,12 +264,13 @@ class VideoSource(FrameSource):
             self.fps = float(rate) if rate and rate > 0 else DEFAULT_FPS
             frames = self._decode(container, stream)
             first = next(frames, None)
+            first_image = None if first is None else upright(first)
             frames.close()
         finally:
             container.close()
-        if first is None:
+        if first_image is None:
             raise DevaError(f"{self.path}: video contains no decodable frames")
-        self._first_shape = first.shape[:2]
+        self._first_shape = first_image.shape[:2]
 
     def _open(self) -> av.container.InputContainer:
         try:
@@ -282,8 +287,8 @@ class VideoSource(FrameSource):
 
     def _decode(
         self, container: av.container.InputContainer, stream: av.VideoStream
-    ) -> Iterator[np.ndarray]:
-        """RGB frames in order; a DevaError naming the frame reached if the data is damaged.
+    ) -> Iterator[av.VideoFrame]:
+        """Decoded frames in order; a DevaError naming the frame reached if the data is damaged.
 
         Demuxing and decoding packet by packet (rather than ``container.decode``) surfaces the
         errors of a truncated file: PyAV's convenience loop can end quietly on them.
@@ -298,7 +303,7 @@ class VideoSource(FrameSource):
                     packets += 1
                     corrupt = corrupt or packet.is_corrupt
                 for frame in packet.decode():  # a final empty packet flushes the decoder
-                    yield frame.to_ndarray(format="rgb24")
+                    yield frame
                     index += 1
                     last_time = frame.time
         except (av.error.FFmpegError, OSError, ValueError) as err:
@@ -341,18 +346,40 @@ class VideoSource(FrameSource):
 
     def __iter__(self) -> Iterator[Frame]:
         container = self._open()
+        start = None
         try:
             stream = container.streams.video[0]
-            for index, image in enumerate(self._decode(container, stream)):
+            for index, decoded in enumerate(self._decode(container, stream)):
+                image = upright(decoded)
                 if image.shape[:2] != self._first_shape:
                     raise DevaError(
                         f"{self.path}: frame {index} has size {_size(image.shape)}, the first "
                         f"frame {_size(self._first_shape)}; videos that change size are not "
                         "supported"
                     )
-                yield Frame(index=index, name=f"{index:05d}", image=image)
+                time = decoded.time
+                if start is None and time is not None:
+                    start = time
+                duration = None
+                if decoded.duration and decoded.time_base:
+                    duration = float(decoded.duration * decoded.time_base)
+                yield Frame(
+                    index=index,
+                    name=f"{index:05d}",
+                    image=image,
+                    time=None if time is None or start is None else time - start,
+                    duration=duration,
+                )
         finally:
             container.close()
+
+
+def upright(frame: av.VideoFrame) -> np.ndarray:
+    """A decoded frame as (H, W, 3) uint8 RGB the way players show it: turned by its display
+    matrix (phone videos shot upright are stored sideways with rotation -90 or 90)."""
+    image = frame.to_ndarray(format="rgb24")
+    turns = round((frame.rotation or 0) / 90) % 4  # counter-clockwise quarter turns
+    return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
 
 
 class ArraySource(FrameSource):

@@ -145,7 +145,8 @@ class ResultWriter:
             self._annotations.write(separator + json.dumps(record))
         self.num_frames += 1
         if self._video is not None:
-            self._video.write(overlay(frame.image, result.ids, labels=_labels(record["objects"])))
+            image = overlay(frame.image, result.ids, labels=_labels(record["objects"]))
+            self._video.write(image, time=frame.time, duration=frame.duration)
 
     def _object_record(self, obj: ObjectInfo) -> dict:
         record = {
@@ -189,7 +190,8 @@ def render_overlay(frames: Iterable[Frame], out_dir: str | Path, *, fps: float) 
                     f"{out / ANNOTATIONS}: frame {frame.name} expected, got {record['file_name']}"
                 )
             ids = read_id_png(out / "masks" / f"{frame.name}.png")
-            video.write(overlay(frame.image, ids, labels=_labels(record["objects"])))
+            image = overlay(frame.image, ids, labels=_labels(record["objects"]))
+            video.write(image, time=frame.time, duration=frame.duration)
 
 
 def _labels(objects: Iterable[Mapping[str, object]]) -> dict[int, str]:
