@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from deva.errors import DevaError
-from deva.io.frames import DEFAULT_FPS, FrameSource
+from deva.io.frames import DEFAULT_FPS, FrameSource, upright
 from deva.types import Frame
 
 log = logging.getLogger(__name__)
@@ -137,7 +137,7 @@ class StreamSource(LiveSource):
         try:
             for packet in self._container.demux(stream):
                 for frame in packet.decode():
-                    yield frame.to_ndarray(format="rgb24")
+                    yield upright(frame)  # a phone's stream may carry its rotation
                     index += 1
         except (av.error.FFmpegError, OSError, ValueError) as err:
             reason = (
