@@ -23,8 +23,8 @@ from PIL import Image
 from bench.tracking import DAVIS, SEQUENCES
 from deva.config import TrackerConfig
 from deva.io.frames import open_frames
+from deva.models import loading, tiny
 from deva.propagation.flow import FlowPropagator
-from deva.segmenters import hf, tiny_models
 from deva.segmenters.grounded import TextDetector, TextPromptSegmenter, TextSettings
 from deva.segmenters.mask_ops import grid_points, points_in_unsegmented
 from deva.segmenters.panoptic import PanopticSegmenter
@@ -55,16 +55,16 @@ def _seconds(run: Callable[[], object], repeats: int = 2) -> float:
     return (time.perf_counter() - start) / repeats
 
 
-def _load(folder: Path, accepted: dict[str, str], **kwargs: object) -> hf.LoadedModel:
-    return hf.load_model(folder, accepted=accepted, role="bench", device=CPU, **kwargs)
+def _load(folder: Path, accepted: dict[str, str], **kwargs: object) -> loading.LoadedModel:
+    return loading.load_model(folder, accepted=accepted, role="bench", device=CPU, **kwargs)
 
 
 def segmenter_speed(scratch: Path) -> list[dict[str, object]]:
     """s/frame on one 854×480 DAVIS frame per segmenter / propagator."""
     image = _frames("blackswan", 1)[0]
-    sam = SamPrompter(_load(tiny_models.tiny_sam(scratch / "sam"), hf.SAM_TYPES))
-    dino = _load(tiny_models.tiny_grounding_dino(scratch / "dino"), hf.DETECTOR_TYPES)
-    pan = _load(tiny_models.tiny_mask2former(scratch / "m2f"), hf.PANOPTIC_TYPES)
+    sam = SamPrompter(_load(tiny.tiny_sam(scratch / "sam"), loading.SAM_TYPES))
+    dino = _load(tiny.tiny_grounding_dino(scratch / "dino"), loading.DETECTOR_TYPES)
+    pan = _load(tiny.tiny_mask2former(scratch / "m2f"), loading.PANOPTIC_TYPES)
     rows: list[dict[str, object]] = []
     for side in (16, 64):
         auto = AutomaticSegmenter(sam, AutoSettings(points_per_side=side))
@@ -83,7 +83,7 @@ def segmenter_speed(scratch: Path) -> list[dict[str, object]]:
             "seconds": _seconds(lambda: text.segment(image, frame_index=0)),
         }
     )
-    owl = TextDetector(_load(tiny_models.tiny_owlv2(scratch / "owlv2"), hf.DETECTOR_TYPES))
+    owl = TextDetector(_load(tiny.tiny_owlv2(scratch / "owlv2"), loading.DETECTOR_TYPES))
     owl_text = TextPromptSegmenter(owl, sam, "swan.bird", TextSettings(box_threshold=0.0))
     rows.append(
         {
@@ -93,8 +93,8 @@ def segmenter_speed(scratch: Path) -> list[dict[str, object]]:
     )
     panoptic_models = {
         "Mask2Former": (pan, None),
-        "OneFormer": (tiny_models.tiny_oneformer(scratch / "oneformer"), hf.PANOPTIC_TYPES),
-        "EoMT": (tiny_models.tiny_eomt(scratch / "eomt"), hf.PANOPTIC_TYPES),
+        "OneFormer": (tiny.tiny_oneformer(scratch / "oneformer"), loading.PANOPTIC_TYPES),
+        "EoMT": (tiny.tiny_eomt(scratch / "eomt"), loading.PANOPTIC_TYPES),
     }
     for name, (model, accepted) in panoptic_models.items():
         loaded = model if accepted is None else _load(model, accepted)
@@ -106,9 +106,9 @@ def segmenter_speed(scratch: Path) -> list[dict[str, object]]:
             }
         )
     others = {
-        "SAM-HQ": _load(tiny_models.tiny_sam(scratch / "samhq", hq=True), hf.SAM_TYPES),
+        "SAM-HQ": _load(tiny.tiny_sam(scratch / "samhq", hq=True), loading.SAM_TYPES),
         "SAM 2 image model (256² input)": _load(
-            tiny_models.tiny_sam2(scratch / "sam2image"), hf.SAM_TYPES
+            tiny.tiny_sam2(scratch / "sam2image"), loading.SAM_TYPES
         ),
     }
     for name, loaded in others.items():
@@ -127,7 +127,7 @@ def _sam2_row(scratch: Path) -> dict[str, object]:
     from deva.propagation.sam2 import Sam2Propagator
 
     loaded = _load(
-        tiny_models.tiny_sam2_video(scratch / "sam2"), hf.VIDEO_TYPES, with_processor=False
+        tiny.tiny_sam2_video(scratch / "sam2"), loading.VIDEO_TYPES, with_processor=False
     )
     images = _frames("blackswan", 6)
     mask = np.asarray(Image.open(DAVIS / "Annotations/480p/blackswan/00000.png")) > 0
@@ -153,9 +153,9 @@ def _timed(run: Callable[[], object]) -> tuple[float, object]:
     return seconds, result
 
 
-def _random(model: torch.nn.Module, processor: object, model_type: str) -> hf.LoadedModel:
+def _random(model: torch.nn.Module, processor: object, model_type: str) -> loading.LoadedModel:
     """A randomly initialised model held in memory (not saved: ViT-H is 2.5 GB) as deva loads it."""
-    return hf.LoadedModel(model.eval(), processor, model_type, CPU, torch.float32, "random")
+    return loading.LoadedModel(model.eval(), processor, model_type, CPU, torch.float32, "random")
 
 
 def real_size_speed(image: np.ndarray) -> list[dict[str, object]]:
@@ -244,9 +244,9 @@ def _detector_rows(image: np.ndarray) -> list[dict[str, object]]:
     )
     from transformers.models.owlv2.image_processing_pil_owlv2 import Owlv2ImageProcessorPil
 
-    def grounding_dino() -> hf.LoadedModel:
+    def grounding_dino() -> loading.LoadedModel:
         special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "."]
-        vocab = {token: index for index, token in enumerate([*special, *tiny_models.WORDS])}
+        vocab = {token: index for index, token in enumerate([*special, *tiny.WORDS])}
         processor = transformers.GroundingDinoProcessor(
             image_processor=GroundingDinoImageProcessorPil(),
             tokenizer=transformers.BertTokenizer(vocab=vocab),
@@ -255,8 +255,8 @@ def _detector_rows(image: np.ndarray) -> list[dict[str, object]]:
         model = transformers.GroundingDinoForObjectDetection(config)
         return _random(model, processor, "grounding-dino")
 
-    def owlv2() -> hf.LoadedModel:
-        tokenizer = tiny_models._clip_tokenizer()
+    def owlv2() -> loading.LoadedModel:
+        tokenizer = tiny._clip_tokenizer()
         special = ("bos_token_id", "eos_token_id", "pad_token_id")
         config = transformers.Owlv2Config(
             text_config={name: getattr(tokenizer, name) for name in special},
@@ -303,7 +303,7 @@ def _panoptic_rows(image: np.ndarray) -> list[dict[str, object]]:
         ade = {str(i): {"name": f"class{i}", "isthing": int(i < 100)} for i in range(150)}
         (Path(folder) / "class_info.json").write_text(json.dumps(ade), encoding="utf-8")
 
-        def mask2former() -> hf.LoadedModel:
+        def mask2former() -> loading.LoadedModel:
             swin = transformers.SwinConfig(
                 depths=[2, 2, 6, 2], out_features=["stage1", "stage2", "stage3", "stage4"]
             )
@@ -314,7 +314,7 @@ def _panoptic_rows(image: np.ndarray) -> list[dict[str, object]]:
             model = transformers.Mask2FormerForUniversalSegmentation(config)
             return _random(model, processor, "mask2former")
 
-        def oneformer() -> hf.LoadedModel:
+        def oneformer() -> loading.LoadedModel:
             config = transformers.OneFormerConfig(id2label={i: f"class{i}" for i in range(150)})
             processor = transformers.OneFormerProcessor(
                 image_processor=OneFormerImageProcessorPil(
@@ -322,14 +322,14 @@ def _panoptic_rows(image: np.ndarray) -> list[dict[str, object]]:
                     repo_path=folder,
                     class_info_file="class_info.json",
                 ),
-                tokenizer=tiny_models._clip_tokenizer(),
+                tokenizer=tiny._clip_tokenizer(),
                 max_seq_length=config.text_encoder_context_length,
                 task_seq_length=config.task_seq_len,
             )
             model = transformers.OneFormerForUniversalSegmentation(config)
             return _random(model, processor, "oneformer")
 
-        def eomt() -> hf.LoadedModel:
+        def eomt() -> loading.LoadedModel:
             processor = EomtImageProcessorPil(
                 size={"shortest_edge": 640, "longest_edge": 640}, do_pad=True
             )
@@ -372,7 +372,7 @@ def prompt_savings_tracker(
     """(frame, points prompted, tracked fraction) on each detection frame of a real run: tiny
     SAM + flow propagator, online, auto-mode tracker defaults (detect every 5)."""
     scratch = Path(tempfile.mkdtemp())
-    sam = SamPrompter(_load(tiny_models.tiny_sam(scratch / "sam"), hf.SAM_TYPES))
+    sam = SamPrompter(_load(tiny.tiny_sam(scratch / "sam"), loading.SAM_TYPES))
     automatic = AutomaticSegmenter(sam, AutoSettings(points_per_side=points_per_side))
     log: list[tuple[int, int, float]] = []
 

@@ -296,7 +296,7 @@ def sections(quick: bool) -> list[Section]:
             (
                 "## Learned image models (transformers, CPU)\n\n`bench/image_models.py`, one "
                 "854×480 DAVIS frame, 2 threads. Two kinds of row (the weights column). *Tiny "
-                "test model*: the random test models of `deva.segmenters.tiny_models` through "
+                "test model*: the random test models of `deva.models.tiny` through "
                 "deva's loading and segmenting code (speed of the plumbing, not of real "
                 "checkpoints). *Real size, random weights*: estimates for the released checkpoint "
                 "named in the row, a random model built in memory from transformers configs, "

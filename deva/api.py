@@ -65,13 +65,16 @@ def make_propagator(
 ) -> Propagator:
     """A propagator by name: ``flow`` (optical flow, no weights), ``network`` (the DEVA
     propagation network; needs ``checkpoint``, a file such as DEVA-propagation.pth or a
-    Hugging Face hub id; runs in ``precision``, see ``NetworkPropagator``) or ``sam2`` (the
-    SAM 2 video model ``sam2_model``). ``max_memory_mb`` caps the propagator's memory (see
+    Hugging Face hub id; runs in ``precision``, see ``NetworkPropagator``) or a SAM-family video
+    model, ``sam2`` / ``edgetam`` / ``sam3`` (hub id or folder ``sam2_model``, None: the family's
+    default; see ``deva.models.builders``). ``max_memory_mb`` caps the propagator's memory (see
     README); ``fill_unknown``: see ``FlowPropagator``."""
     factories: dict[str, Callable[[], Propagator]] = {
         "flow": lambda: _flow(max_memory_mb, fill_unknown),
         "network": lambda: _network(checkpoint, device, max_memory_mb, precision),
-        "sam2": lambda: _sam2(sam2_model, device),
+        "sam2": lambda: _sam_video("sam2", sam2_model, device),
+        "edgetam": lambda: _sam_video("edgetam", sam2_model, device),
+        "sam3": lambda: _sam_video("sam3", sam2_model, device),
     }
     if name not in factories:
         raise DevaError(f"unknown propagator {name!r}; available: {', '.join(factories)}")
@@ -89,16 +92,16 @@ def route_sam2_model(
     models: ModelOptions | None,
     sam2_model: str | None,
 ) -> tuple[ModelOptions | None, str | None]:
-    """``(models, sam2_model)`` of a run: with the ``sam2`` propagator and no learned segmenter
-    (auto / text / panoptic) to take it, ``models.model`` (``--model``) names the SAM 2 video
-    model; otherwise both are returned as they are."""
+    """``(models, sam2_model)`` of a run: with a SAM-family propagator (``SAM_VIDEO``) and no
+    learned segmenter (auto / text / panoptic) to take it, ``models.model`` (``--model``) names
+    the video model; otherwise both are returned as they are."""
     if models is None or models.model is None:
         return models, sam2_model
-    if propagator != "sam2" or segmenter in LEARNED_SEGMENTERS:
+    if propagator not in SAM_VIDEO or segmenter in LEARNED_SEGMENTERS:
         return models, sam2_model
     if sam2_model is not None:
         raise DevaError(
-            "--model and --sam2-model both name the SAM 2 video model (no learned segmenter "
+            "--model and --propagator-model both name the video model (no learned segmenter "
             "takes --model); give one of them"
         )
     return replace(models, model=None), models.model
@@ -153,7 +156,9 @@ def choose_segmenter(
 
 
 SEGMENTER_NAMES = ("motion", "precomputed", "auto", "text", "panoptic")
-PROPAGATOR_NAMES = ("flow", "network", "sam2")
+PROPAGATOR_NAMES = ("flow", "network", "sam2", "edgetam", "sam3")
+SAM_VIDEO = ("sam2", "edgetam", "sam3")
+"""The SAM-family video propagators (one running session each, see ``propagation.sam_video``)."""
 
 
 def track(
@@ -177,9 +182,9 @@ def track(
         and no segmenter named, only the given objects are propagated.
     models: model ids and settings of the learned segmenters (``auto``, ``text``,
         ``panoptic``); with ``config`` None their mode defaults apply (see
-        ``deva.segmenters.options.MODE_DEFAULTS``). With ``propagator="sam2"`` and no learned
-        segmenter, ``models.model`` names the SAM 2 video model. A setting that nothing uses
-        is a DevaError.
+        ``deva.segmenters.options.MODE_DEFAULTS``). With a SAM-family propagator (``sam2``,
+        ``edgetam``, ``sam3``) and no learned segmenter, ``models.model`` names its video
+        model. A setting that nothing uses is a DevaError.
     """
     frames = source if isinstance(source, FrameSource) else open_frames(source)
     if config is None and isinstance(segmenter, str):
@@ -373,22 +378,25 @@ def _check_propagator_options(
 ) -> None:
     if checkpoint is not None and name != "network":
         raise DevaError(f"--checkpoint is only used by the network propagator, not {name}")
-    if sam2_model is not None and name != "sam2":
-        raise DevaError(f"--sam2-model is only used by the sam2 propagator, not {name}")
+    if sam2_model is not None and name not in SAM_VIDEO:
+        raise DevaError(
+            f"--propagator-model (--sam2-model) is only used by the {' / '.join(SAM_VIDEO)} "
+            f"propagators, not {name}"
+        )
     if precision != "float32" and name != "network":
         raise DevaError(f"--precision is only used by the network propagator, not {name}")
 
 
 def _learned(name: str, models: ModelOptions | None) -> ImageSegmenter:
-    from deva.segmenters.learned import build_segmenter
+    from deva.models.builders import build_segmenter
 
     return build_segmenter(name, models or ModelOptions())
 
 
-def _sam2(model: str | None, device: str) -> Propagator:
-    from deva.segmenters.learned import build_sam2_propagator
+def _sam_video(family: str, model: str | None, device: str) -> Propagator:
+    from deva.models.builders import build_propagator
 
-    return build_sam2_propagator(model, device)
+    return build_propagator(family, model, device)
 
 
 def _flow(max_memory_mb: float | None = None, fill_unknown: bool = False) -> Propagator:

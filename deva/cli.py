@@ -137,8 +137,9 @@ def track(
     propagator: Annotated[
         PropagatorName,
         typer.Option(
-            help="Temporal propagator: flow (no weights), network (DEVA network) or sam2 "
-            "(SAM 2 video model; needs the models extra)."
+            help="Temporal propagator: flow (no weights), network (DEVA network), or a "
+            "SAM-family video model, sam2 (SAM 2.1), edgetam or sam3 (SAM 3 tracker); those "
+            "need the models extra and keep one running session with bounded memory."
         ),
     ] = PropagatorName.flow,
     checkpoint: Annotated[

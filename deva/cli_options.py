@@ -26,6 +26,8 @@ class PropagatorName(StrEnum):
     flow = "flow"
     network = "network"
     sam2 = "sam2"
+    edgetam = "edgetam"
+    sam3 = "sam3"
 
 
 class DeviceName(StrEnum):
@@ -82,7 +84,7 @@ Model = Annotated[
     typer.Option(
         help="Image model for auto/text (SAM, SAM-HQ or SAM 2) or panoptic: hub id or local "
         "folder. Default: facebook/sam-vit-huge, facebook/mask2former-swin-large-coco-panoptic. "
-        "With --propagator sam2 and no learned segmenter: the SAM 2 video model."
+        "With --propagator sam2/edgetam/sam3 and no learned segmenter: the video model."
     ),
 ]
 Prompt = Annotated[
@@ -112,7 +114,9 @@ SuppressSmall = Annotated[
 Sam2Model = Annotated[
     str | None,
     typer.Option(
-        help="SAM 2 video model for --propagator sam2 (hub id or folder). "
-        "Default: facebook/sam2.1-hiera-tiny."
+        "--propagator-model",
+        "--sam2-model",
+        help="Video model of --propagator sam2 / edgetam / sam3 (hub id or folder). Default: "
+        "facebook/sam2.1-hiera-tiny, yonigozlan/EdgeTAM-hf, facebook/sam3 (gated).",
     ),
 ]

@@ -293,7 +293,7 @@ def tiny_clips(tmp_path) -> Path:
 
 
 def test_batch_passes_the_model_options(tiny_clips, tmp_path, monkeypatch):
-    from deva.segmenters import learned
+    from deva.models import builders
     from deva.segmenters.motion import MotionSegmenter
     from deva.segmenters.options import ModelOptions
 
@@ -303,7 +303,7 @@ def test_batch_passes_the_model_options(tiny_clips, tmp_path, monkeypatch):
         seen.append((name, options))
         return MotionSegmenter()
 
-    monkeypatch.setattr(learned, "build_segmenter", build)
+    monkeypatch.setattr(builders, "build_segmenter", build)
     knobs = ["--points-per-side", 8, "--points-per-batch", 16, "--pred-iou-threshold", 0.5]
     args = ["batch", tiny_clips, "-o", tmp_path / "out", "--workers", 1, "--segmenter", "auto"]
     result = deva_cli(*args, "--model", "me/sam", *knobs, "--suppress-small", *OPTIONS)
@@ -322,16 +322,18 @@ def test_batch_passes_the_model_options(tiny_clips, tmp_path, monkeypatch):
 
 
 def test_batch_model_names_the_sam2_video_model(tiny_clips, tmp_path, monkeypatch):
+    from deva.models import builders
     from deva.propagation.flow import FlowPropagator
-    from deva.segmenters import learned
 
     seen: list[str | None] = []
 
-    def build(model: str | None, device: str = "auto", half: bool = True) -> FlowPropagator:
+    def build(
+        family: str, model: str | None, device: str = "auto", half: bool = True
+    ) -> FlowPropagator:
         seen.append(model)
         return FlowPropagator()
 
-    monkeypatch.setattr(learned, "build_sam2_propagator", build)
+    monkeypatch.setattr(builders, "build_propagator", build)
     args = ["batch", tiny_clips, "-o", tmp_path / "out", "--propagator", "sam2"]
     result = deva_cli(*args, "--model", "me/sam2-video", *OPTIONS)
     assert result.exit_code == 0, result.output

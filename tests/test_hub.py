@@ -100,14 +100,14 @@ def cache_model(folder: Path, hf_home: Path, repo_id: str) -> None:
 
 
 def test_a_cached_hub_id_loads_without_the_network(tmp_path):
-    from deva.segmenters import tiny_models
+    from deva.models import tiny
 
     env = no_hub(tmp_path)
-    cache_model(tiny_models.tiny_sam(tmp_path / "sam"), Path(env["HF_HOME"]), "nobody/tiny-sam")
+    cache_model(tiny.tiny_sam(tmp_path / "sam"), Path(env["HF_HOME"]), "nobody/tiny-sam")
     code = (
         "import torch\n"
-        "from deva.segmenters import hf\n"
-        "loaded = hf.load_model('nobody/tiny-sam', accepted=hf.SAM_TYPES, role='--model',"
+        "from deva.models import loading\n"
+        "loaded = loading.load_model('nobody/tiny-sam', accepted=loading.SAM_TYPES, role='--model',"
         " device=torch.device('cpu'))\n"
         "print(loaded.model_type, loaded.processor is not None)\n"
     )

@@ -19,11 +19,11 @@ from deva.cli import app
 from deva.config import TrackerConfig
 from deva.errors import DevaError
 from deva.io.masks import read_id_png
+from deva.models import loading, tiny
+from deva.models.builders import build_segmenter
 from deva.propagation.flow import FlowPropagator
-from deva.segmenters import hf, tiny_models
 from deva.segmenters.base import ImageSegmenter
 from deva.segmenters.grounded import TextDetector, TextPromptSegmenter, TextSettings
-from deva.segmenters.learned import build_segmenter
 from deva.segmenters.options import ModelOptions
 from deva.segmenters.panoptic import PanopticSegmenter, PanopticSettings
 from deva.segmenters.sam_auto import AutomaticSegmenter, AutoSettings
@@ -39,9 +39,9 @@ SIZE = (120, 214)  # DAVIS frames downscaled: the segmenters see "native" frames
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("models")
     return {
-        "sam": tiny_models.tiny_sam(root / "sam"),
-        "dino": tiny_models.tiny_grounding_dino(root / "dino"),
-        "mask2former": tiny_models.tiny_mask2former(root / "mask2former"),
+        "sam": tiny.tiny_sam(root / "sam"),
+        "dino": tiny.tiny_grounding_dino(root / "dino"),
+        "mask2former": tiny.tiny_mask2former(root / "mask2former"),
     }
 
 
@@ -61,7 +61,9 @@ def frame(clip: Path, index: int = 0) -> np.ndarray:
 
 
 def sam(models: dict[str, Path]) -> SamPrompter:
-    return SamPrompter(hf.load_model(models["sam"], accepted=hf.SAM_TYPES, role="t", device=CPU))
+    return SamPrompter(
+        loading.load_model(models["sam"], accepted=loading.SAM_TYPES, role="t", device=CPU)
+    )
 
 
 def check(segmentation: Segmentation) -> None:
@@ -83,8 +85,8 @@ def test_automatic_masks_pass_the_filters_and_do_not_overlap(models, clip):
 
 
 def test_sam_hq_runs_the_same_path(clip, tmp_path):
-    folder = tiny_models.tiny_sam(tmp_path / "hq", hq=True)
-    loaded = hf.load_model(folder, accepted=hf.SAM_TYPES, role="t", device=CPU)
+    folder = tiny.tiny_sam(tmp_path / "hq", hq=True)
+    loaded = loading.load_model(folder, accepted=loading.SAM_TYPES, role="t", device=CPU)
     assert loaded.model_type == "sam_hq"
     result = AutomaticSegmenter(SamPrompter(loaded), AutoSettings(points_per_side=4)).segment(
         frame(clip), frame_index=0
@@ -160,7 +162,7 @@ def test_tracker_covering_half_the_frame_halves_the_prompts(models, clip):
 
 def test_text_prompt_categories_and_scores(models, clip):
     detector = TextDetector(
-        hf.load_model(models["dino"], accepted=hf.DETECTOR_TYPES, role="t", device=CPU)
+        loading.load_model(models["dino"], accepted=loading.DETECTOR_TYPES, role="t", device=CPU)
     )
     segmenter = TextPromptSegmenter(
         detector, sam(models), "swan. bird", TextSettings(box_threshold=0.0, text_threshold=0.0)
@@ -176,7 +178,9 @@ def test_text_prompt_categories_and_scores(models, clip):
 
 
 def test_panoptic_categories_things_and_scores(models, clip):
-    loaded = hf.load_model(models["mask2former"], accepted=hf.PANOPTIC_TYPES, role="t", device=CPU)
+    loaded = loading.load_model(
+        models["mask2former"], accepted=loading.PANOPTIC_TYPES, role="t", device=CPU
+    )
     # random masks overlap a lot: no overlap check, so segments survive
     segmenter = PanopticSegmenter(loaded, PanopticSettings(overlap_threshold=0.0))
     assert segmenter.thing_ids == {0, 1, 2}
@@ -238,7 +242,7 @@ def test_cli_panoptic_writes_segments_and_categories(models, clip, tmp_path):
     assert len(frames) == 4
     objects = [o for f in frames for o in f["objects"]]
     assert objects  # default overlap check: the saturated tiny model keeps a segment
-    labels = tiny_models.PANOPTIC_LABELS
+    labels = tiny.PANOPTIC_LABELS
     assert all(o["category"] == labels[o["category_id"]] for o in objects)
     mask = read_id_png(out / "masks" / "00000.png")
     assert {o["id"] for o in frames[0]["objects"]} == set(np.unique(mask).tolist()) - {0}
@@ -344,7 +348,7 @@ def test_model_option_with_given_masks_alone(clip, tmp_path):
 @pytest.fixture
 def built(monkeypatch) -> dict[str, object]:
     """Records what the learned builders get; the segmenter finds nothing, SAM 2 is flow."""
-    from deva.segmenters import learned
+    from deva.models import builders
 
     seen: dict[str, object] = {}
 
@@ -352,12 +356,14 @@ def built(monkeypatch) -> dict[str, object]:
         seen["segmenter"] = (name, options.model)
         return _Nothing()
 
-    def sam2(model: str | None, device: str = "auto", half: bool = True) -> FlowPropagator:
-        seen["sam2"] = model
+    def video(
+        family: str, model: str | None, device: str = "auto", half: bool = True
+    ) -> FlowPropagator:
+        seen[family] = model
         return FlowPropagator()
 
-    monkeypatch.setattr(learned, "build_segmenter", segmenter)
-    monkeypatch.setattr(learned, "build_sam2_propagator", sam2)
+    monkeypatch.setattr(builders, "build_segmenter", segmenter)
+    monkeypatch.setattr(builders, "build_propagator", video)
     return seen
 
 
@@ -379,6 +385,25 @@ def test_model_goes_to_the_learned_segmenter_and_sam2_model_to_sam2(built, clip,
     result = run_cli(clip, "-o", tmp_path / "b", *args)  # SAM 2 takes its default
     assert result.exit_code == 0, result.output
     assert built == {"segmenter": ("auto", "me/sam"), "sam2": None}
+
+
+@pytest.mark.parametrize("family", ["edgetam", "sam3"])
+def test_propagator_model_names_the_other_sam_families(built, clip, tmp_path, family):
+    args = ["--propagator", family, "--size", 120, "--no-video"]
+    result = run_cli(clip, "-o", tmp_path / "a", *args, "--propagator-model", "me/video")
+    assert result.exit_code == 0, result.output
+    assert built == {family: "me/video"}
+    built.clear()
+    result = run_cli(clip, "-o", tmp_path / "b", *args, "--model", "me/other")
+    assert result.exit_code == 0, result.output
+    assert built == {family: "me/other"}
+
+
+def test_propagator_model_without_a_sam_family_propagator(built, clip, tmp_path):
+    result = run_cli(clip, "-o", tmp_path / "x", "--propagator-model", "me/video")
+    assert result.exit_code == 2
+    assert "--propagator-model (--sam2-model) is only used by the sam2" in result.output
+    assert built == {}
 
 
 def test_model_and_sam2_model_both_for_sam2(built, clip, tmp_path):

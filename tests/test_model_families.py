@@ -14,28 +14,28 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from deva.cli import app
-from deva.segmenters import tiny_models
+from deva.models import tiny
+from deva.models.builders import build_segmenter
 from deva.segmenters.grounded import TextPromptSegmenter, TextSettings
-from deva.segmenters.learned import build_segmenter
 from deva.segmenters.options import ModelOptions
 from deva.segmenters.panoptic import PanopticSegmenter
 from deva.segmenters.sam_auto import AutomaticSegmenter
 from deva.types import Segmentation
 
 SIZE = (120, 214)  # DAVIS frames downscaled
-LABELS = tiny_models.PANOPTIC_LABELS
-THINGS = set(tiny_models.PANOPTIC_THINGS)
+LABELS = tiny.PANOPTIC_LABELS
+THINGS = set(tiny.PANOPTIC_THINGS)
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("families")
     return {
-        "sam": tiny_models.tiny_sam(root / "sam"),
-        "owlv2": tiny_models.tiny_owlv2(root / "owlv2"),
-        "oneformer": tiny_models.tiny_oneformer(root / "oneformer"),
-        "eomt": tiny_models.tiny_eomt(root / "eomt"),
-        "sam2": tiny_models.tiny_sam2(root / "sam2", image_size=128),
+        "sam": tiny.tiny_sam(root / "sam"),
+        "owlv2": tiny.tiny_owlv2(root / "owlv2"),
+        "oneformer": tiny.tiny_oneformer(root / "oneformer"),
+        "eomt": tiny.tiny_eomt(root / "eomt"),
+        "sam2": tiny.tiny_sam2(root / "sam2", image_size=128),
     }
 
 

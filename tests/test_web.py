@@ -283,7 +283,7 @@ def test_learned_mode_passes_the_model_fields_to_the_segmenter(small_video, tmp_
     with tiny random models in their own suite); a motion segmenter stands in for speed."""
     if importlib.util.find_spec("transformers") is None:
         pytest.skip("the models extra is not installed")
-    from deva.segmenters import learned
+    from deva.models import builders
     from deva.segmenters.motion import MotionSegmenter
 
     built: list[tuple[str, ModelOptions]] = []
@@ -292,7 +292,7 @@ def test_learned_mode_passes_the_model_fields_to_the_segmenter(small_video, tmp_
         built.append((name, options))
         return MotionSegmenter()
 
-    monkeypatch.setattr(learned, "build_segmenter", build)
+    monkeypatch.setattr(builders, "build_segmenter", build)
     settings = WebSettings.for_mode(
         "text", prompt="camel.person", model="my-sam", detector="my-dino", size=120
     )

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from deva.errors import DevaError
-from deva.segmenters.hf import LoadedModel
+from deva.models.loading import LoadedModel
 from deva.segmenters.mask_ops import box_nms, resolve_overlaps
 from deva.segmenters.sam_prompt import SamPrompter
 from deva.types import Segmentation, SegmentInfo

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from deva.segmenters.hf import LoadedModel
+from deva.models.loading import LoadedModel
 from deva.types import Segmentation, SegmentInfo
 
 COCO_PANOPTIC_LABELS = 133

@@ -2,8 +2,9 @@
 then ask for masks from point or box prompts in batches. Shared by the automatic and the
 text-prompted segmenters.
 
-SAM 2 frames are fed without its transformers processor (it needs torchvision): ``sam2_pixels``
-resizes to the model's square input and ImageNet-normalises, as that processor does.
+SAM 2 frames are fed without its transformers processor (it needs torchvision): ``square_pixels``
+(``deva.models.pixels``) resizes to the model's square input and ImageNet-normalises, as
+that processor does.
 """
 
 from __future__ import annotations
@@ -16,19 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from deva.segmenters.hf import LoadedModel
-
-MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
-STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
-
-
-def sam2_pixels(image: np.ndarray, size: int) -> torch.Tensor:
-    """(H, W, 3) uint8 RGB -> (3, size, size) float32 SAM 2 input (aspect ratio not kept)."""
-    tensor = torch.tensor(image).permute(2, 0, 1).float() / 255.0
-    resized = F.interpolate(
-        tensor[None], (size, size), mode="bilinear", align_corners=False, antialias=True
-    )[0]
-    return (resized - MEAN) / STD
+from deva.models.loading import LoadedModel
+from deva.models.pixels import square_pixels
 
 
 @dataclass(frozen=True)
@@ -63,7 +53,7 @@ class SamPrompter:
         """image: (H, W, 3) uint8 RGB."""
         if self.loaded.model_type == "sam2":
             size = int(self.model.config.prompt_encoder_config.image_size)
-            inputs = {"pixel_values": sam2_pixels(image, size)[None]}
+            inputs = {"pixel_values": square_pixels(image, size)[None]}
         else:
             inputs = self.processor(images=image, return_tensors="pt")
         pixels = inputs["pixel_values"].to(self.loaded.device, self.loaded.dtype)

@@ -32,8 +32,17 @@ PANOPTIC_TYPES = {
     "eomt": "EomtForUniversalSegmentation",
     "maskformer": "MaskFormerForInstanceSegmentation",
 }
-VIDEO_TYPES = {"sam2_video": "Sam2VideoModel"}
-SELF_FED = {"sam2", "sam2_video"}
+VIDEO_FAMILIES: dict[str, dict[str, str]] = {
+    "sam2": {"sam2_video": "Sam2VideoModel"},
+    "edgetam": {"edgetam_video": "EdgeTamVideoModel"},
+    # facebook/sam3 holds the whole SAM 3 video model; its tracker half loads from it
+    "sam3": {"sam3_tracker_video": "Sam3TrackerVideoModel", "sam3_video": "Sam3TrackerVideoModel"},
+}
+"""``--propagator`` name -> the video model types it accepts."""
+VIDEO_TYPES = {k: v for family in VIDEO_FAMILIES.values() for k, v in family.items()}
+CONCEPT_TYPES = {"sam3": "Sam3Model", "sam3_video": "Sam3Model"}
+"""SAM 3 image models (text concepts -> instance masks); facebook/sam3 is a sam3_video folder."""
+SELF_FED = {"sam2", "sam2_video", "edgetam_video", "sam3", "sam3_video", "sam3_tracker_video"}
 """Model types deva prepares inputs for itself (their processors need torchvision)."""
 
 

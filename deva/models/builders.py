@@ -1,5 +1,6 @@
-"""Builds the learned segmenters and the SAM 2 propagator from ``ModelOptions`` (loading through
-``hf.load_model``). Imported lazily by ``deva.api``."""
+"""Builds the learned segmenters and the SAM-family propagators from options (loading through
+``loading.load_model``). Imported lazily by ``deva.api``; the one place that imports both
+``deva.segmenters`` and ``deva.propagation`` model code."""
 
 from __future__ import annotations
 
@@ -13,21 +14,23 @@ DEFAULT_MODELS = {
     "text": "facebook/sam-vit-huge",
     "panoptic": "facebook/mask2former-swin-large-coco-panoptic",
     "sam2": "facebook/sam2.1-hiera-tiny",
+    "edgetam": "yonigozlan/EdgeTAM-hf",  # the transformers port of facebook/EdgeTAM
+    "sam3": "facebook/sam3",  # gated: Meta's SAM licence must be accepted on the hub
 }
 
 
 def build_segmenter(name: str, options: ModelOptions) -> ImageSegmenter:
     """``auto`` | ``text`` | ``panoptic`` with its model(s) loaded on the chosen device."""
-    from deva.segmenters import hf
+    from deva.models import loading
 
     device = resolve_device(options.device)
     model = options.model or DEFAULT_MODELS[name]
     if name == "panoptic":
         from deva.segmenters.panoptic import PanopticSegmenter
 
-        loaded = hf.load_model(
+        loaded = loading.load_model(
             model,
-            accepted=hf.PANOPTIC_TYPES,
+            accepted=loading.PANOPTIC_TYPES,
             role="--model (panoptic)",
             device=device,
             half=options.half,
@@ -44,15 +47,19 @@ def build_segmenter(name: str, options: ModelOptions) -> ImageSegmenter:
         )
 
         parse_prompt(options.prompt or "")  # an empty prompt fails before any loading
-        detector = hf.load_model(
+        detector = loading.load_model(
             options.detector or DEFAULT_DETECTOR,
-            accepted=hf.DETECTOR_TYPES,
+            accepted=loading.DETECTOR_TYPES,
             role="--detector",
             device=device,
             half=options.half,
         )
-        sam = hf.load_model(
-            model, accepted=hf.SAM_TYPES, role="--model (SAM)", device=device, half=options.half
+        sam = loading.load_model(
+            model,
+            accepted=loading.SAM_TYPES,
+            role="--model (SAM)",
+            device=device,
+            half=options.half,
         )
         threshold = options.box_threshold
         return TextPromptSegmenter(
@@ -63,8 +70,8 @@ def build_segmenter(name: str, options: ModelOptions) -> ImageSegmenter:
         )
     from deva.segmenters.sam_auto import AutomaticSegmenter, AutoSettings
 
-    sam = hf.load_model(
-        model, accepted=hf.SAM_TYPES, role="--model (SAM)", device=device, half=options.half
+    sam = loading.load_model(
+        model, accepted=loading.SAM_TYPES, role="--model (SAM)", device=device, half=options.half
     )
     settings = AutoSettings(
         points_per_side=options.points_per_side,
@@ -75,17 +82,20 @@ def build_segmenter(name: str, options: ModelOptions) -> ImageSegmenter:
     return AutomaticSegmenter(SamPrompter(sam), settings)
 
 
-def build_sam2_propagator(model: str | None, device: str = "auto", half: bool = True) -> Propagator:
-    """The SAM 2 video propagator (hub id or folder of a ``sam2_video`` model)."""
-    from deva.propagation.sam2 import Sam2Propagator
-    from deva.segmenters import hf
+def build_propagator(
+    family: str, model: str | None, device: str = "auto", half: bool = True
+) -> Propagator:
+    """A SAM-family video propagator (``sam2`` | ``edgetam`` | ``sam3``, see
+    ``loading.VIDEO_FAMILIES``) from a hub id or folder; None: the family's default model."""
+    from deva.models import loading
+    from deva.propagation.sam_video import SamVideoPropagator
 
-    loaded = hf.load_model(
-        model or DEFAULT_MODELS["sam2"],
-        accepted=hf.VIDEO_TYPES,
-        role="--sam2-model",
+    loaded = loading.load_model(
+        model or DEFAULT_MODELS[family],
+        accepted=loading.VIDEO_FAMILIES[family],
+        role=f"--propagator-model ({family})",
         device=resolve_device(device),
         half=half,
         with_processor=False,
     )
-    return Sam2Propagator(loaded)
+    return SamVideoPropagator(loaded)

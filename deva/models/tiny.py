@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from deva.segmenters.hf import require_transformers
+from deva.models.loading import require_transformers
 
 WORDS = ("person", "dog", "ball", "cat", "car", "swan", "bike", "bird")
 """The tiny text vocabulary: prompts made of these words tokenise without [UNK]."""
@@ -330,6 +330,100 @@ def tiny_sam2_video(folder: str | Path, *, image_size: int = 256, seed: int = 0)
     torch.manual_seed(seed)
     model = transformers.Sam2VideoModel(config).eval()
     return _save(folder, model, None)
+
+
+def tiny_edgetam_video(folder: str | Path, *, image_size: int = 128, seed: int = 0) -> Path:
+    """EdgeTAM video model (its perceiver memory, 2 memory-attention layers) working at
+    ``image_size`` pixels. The backbone is the tiny Hiera of ``tiny_sam2_video``: the released
+    RepViT backbone needs timm (which needs torchvision), and the backbone is only a feature
+    extractor for the parts deva drives."""
+    transformers = require_transformers()
+    from transformers.models.edgetam_video.configuration_edgetam_video import (
+        EdgeTamVideoMaskDecoderConfig,
+        EdgeTamVideoPromptEncoderConfig,
+    )
+
+    s = image_size
+    config = transformers.EdgeTamVideoConfig(
+        vision_config=_sam2_vision(transformers, s, 128),
+        prompt_encoder_config=EdgeTamVideoPromptEncoderConfig(
+            hidden_size=128, image_size=s, mask_input_channels=4
+        ),
+        mask_decoder_config=EdgeTamVideoMaskDecoderConfig(
+            hidden_size=128, mlp_dim=32, num_attention_heads=2, iou_head_hidden_dim=16
+        ),
+        image_size=s,
+        memory_attention_hidden_size=128,
+        memory_attention_num_layers=2,
+        memory_attention_mlp_hidden_size=32,
+        memory_attention_rope_feat_sizes=[s // 16, s // 16],
+        memory_attention_rope_k_sizes=[4, 4],
+        perceiver_resampler_num_latents=16,
+        perceiver_resampler_num_latents_2d=16,
+        perceiver_resampler_mlp_intermediate_size=32,
+        perceiver_resampler_num_layers=1,
+        memory_encoder_hidden_size=128,
+        mask_downsampler_embed_dim=128,
+        memory_fuser_embed_dim=128,
+        memory_fuser_intermediate_dim=32,
+    )
+    torch.manual_seed(seed)
+    model = transformers.EdgeTamVideoModel(config).eval()
+    return _save(folder, model, None)
+
+
+def tiny_sam3_tracker_video(folder: str | Path, *, image_size: int = 112, seed: int = 0) -> Path:
+    """SAM 3 tracker video model (2-layer 32-wide ViT with patch 14, 128-wide heads) working at
+    ``image_size`` pixels (a multiple of 14)."""
+    transformers = require_transformers()
+    from transformers.models.sam3_tracker_video.configuration_sam3_tracker_video import (
+        Sam3TrackerVideoMaskDecoderConfig,
+        Sam3TrackerVideoPromptEncoderConfig,
+    )
+
+    s = image_size
+    config = transformers.Sam3TrackerVideoConfig(
+        vision_config=_sam3_vision(transformers, s, 128),
+        prompt_encoder_config=Sam3TrackerVideoPromptEncoderConfig(
+            hidden_size=128, image_size=s, mask_input_channels=4
+        ),
+        mask_decoder_config=Sam3TrackerVideoMaskDecoderConfig(
+            hidden_size=128, mlp_dim=32, num_attention_heads=2, iou_head_hidden_dim=16
+        ),
+        image_size=s,
+        memory_attention_hidden_size=128,
+        memory_attention_num_layers=1,
+        memory_attention_feed_forward_hidden_size=32,
+        memory_encoder_hidden_size=128,
+        mask_downsampler_embed_dim=128,
+        memory_fuser_embed_dim=128,
+        memory_fuser_intermediate_dim=32,
+    )
+    torch.manual_seed(seed)
+    model = transformers.Sam3TrackerVideoModel(config).eval()
+    return _save(folder, model, None)
+
+
+def _sam3_vision(transformers: object, size: int, width: int) -> object:
+    """A tiny SAM 3 ViT (patch 14, 2 layers, the second global) with a ``width``-channel FPN."""
+    from transformers.models.sam3.configuration_sam3 import Sam3VisionConfig, Sam3ViTConfig
+
+    grid = size // 14
+    backbone = Sam3ViTConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=size,
+        window_size=grid // 2 if grid % 2 == 0 else grid,
+        global_attn_indexes=[1],
+        pretrain_image_size=size,
+    )
+    return Sam3VisionConfig(
+        backbone_config=backbone,
+        fpn_hidden_size=width,
+        backbone_feature_sizes=[[4 * grid, 4 * grid], [2 * grid, 2 * grid], [grid, grid]],
+    )
 
 
 def _clip_tokenizer() -> object:
