@@ -33,6 +33,7 @@ from deva.cli_options import (
     Prompt,
     PropagatorName,
     Sam2Model,
+    ScoreThreshold,
     SegmenterName,
     Size,
     SuppressSmall,
@@ -117,6 +118,7 @@ def track(
     prompt: Prompt = None,
     detector: Detector = None,
     box_threshold: BoxThreshold = ModelOptions.box_threshold,
+    score_threshold: ScoreThreshold = ModelOptions.score_threshold,
     points_per_side: PointsPerSide = ModelOptions.points_per_side,
     points_per_batch: PointsPerBatch = ModelOptions.points_per_batch,
     pred_iou_threshold: PredIouThreshold = ModelOptions.pred_iou_threshold,
@@ -235,6 +237,7 @@ def track(
                 pred_iou_threshold=pred_iou_threshold,
                 suppress_small=suppress_small,
                 box_threshold=box_threshold,
+                score_threshold=score_threshold,
             ),
             sam2_model,
         )
@@ -334,6 +337,7 @@ def batch(
     prompt: Prompt = None,
     detector: Detector = None,
     box_threshold: BoxThreshold = ModelOptions.box_threshold,
+    score_threshold: ScoreThreshold = ModelOptions.score_threshold,
     points_per_side: PointsPerSide = ModelOptions.points_per_side,
     points_per_batch: PointsPerBatch = ModelOptions.points_per_batch,
     pred_iou_threshold: PredIouThreshold = ModelOptions.pred_iou_threshold,
@@ -407,6 +411,7 @@ def batch(
             pred_iou_threshold=pred_iou_threshold,
             suppress_small=suppress_small,
             box_threshold=box_threshold,
+            score_threshold=score_threshold,
         )
         with BatchProgress(console) as progress:
             report = run_batch(

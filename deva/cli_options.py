@@ -82,8 +82,9 @@ Precision = Annotated[
 Model = Annotated[
     str | None,
     typer.Option(
-        help="Image model for auto/text (SAM, SAM-HQ or SAM 2) or panoptic: hub id or local "
-        "folder. Default: facebook/sam-vit-huge, facebook/mask2former-swin-large-coco-panoptic. "
+        help="Image model for auto/text (SAM, SAM-HQ or SAM 2; for text also SAM 3, e.g. "
+        "facebook/sam3, which needs no detector) or panoptic: hub id or local folder. Default: "
+        "facebook/sam-vit-huge, facebook/mask2former-swin-large-coco-panoptic. "
         "With --propagator sam2/edgetam/sam3 and no learned segmenter: the video model."
     ),
 ]
@@ -100,6 +101,10 @@ Detector = Annotated[
 ]
 BoxThreshold = Annotated[
     float, typer.Option(help="Text mode: detector confidence for boxes and class names.")
+]
+ScoreThreshold = Annotated[
+    float,
+    typer.Option(help="Text mode with a SAM 3 --model: keep instances scoring above this."),
 ]
 PointsPerSide = Annotated[int, typer.Option(help="Auto mode: SAM point grid size (N x N prompts).")]
 PointsPerBatch = Annotated[

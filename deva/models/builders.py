@@ -4,13 +4,21 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from deva.device import resolve_device
+from deva.errors import DevaError
 from deva.propagation.base import Propagator
 from deva.segmenters.base import ImageSegmenter
 from deva.segmenters.options import DEFAULT_DETECTOR, ModelOptions
 
+if TYPE_CHECKING:
+    import torch
+
 DEFAULT_MODELS = {
     "auto": "facebook/sam-vit-huge",  # spec default SAM variant: original ViT-H
+    # text: Grounding DINO + SAM by default (Apache-2.0 weights, open); facebook/sam3 is the
+    # stronger concept model but gated under Meta's SAM licence: pass it with --model
     "text": "facebook/sam-vit-huge",
     "panoptic": "facebook/mask2former-swin-large-coco-panoptic",
     "sam2": "facebook/sam2.1-hiera-tiny",
@@ -39,35 +47,7 @@ def build_segmenter(name: str, options: ModelOptions) -> ImageSegmenter:
     from deva.segmenters.sam_prompt import SamPrompter
 
     if name == "text":
-        from deva.segmenters.grounded import (
-            TextDetector,
-            TextPromptSegmenter,
-            TextSettings,
-            parse_prompt,
-        )
-
-        parse_prompt(options.prompt or "")  # an empty prompt fails before any loading
-        detector = loading.load_model(
-            options.detector or DEFAULT_DETECTOR,
-            accepted=loading.DETECTOR_TYPES,
-            role="--detector",
-            device=device,
-            half=options.half,
-        )
-        sam = loading.load_model(
-            model,
-            accepted=loading.SAM_TYPES,
-            role="--model (SAM)",
-            device=device,
-            half=options.half,
-        )
-        threshold = options.box_threshold
-        return TextPromptSegmenter(
-            TextDetector(detector),
-            SamPrompter(sam),
-            options.prompt or "",
-            TextSettings(box_threshold=threshold, text_threshold=threshold),
-        )
+        return _text_segmenter(model, options, device)
     from deva.segmenters.sam_auto import AutomaticSegmenter, AutoSettings
 
     sam = loading.load_model(
@@ -80,6 +60,56 @@ def build_segmenter(name: str, options: ModelOptions) -> ImageSegmenter:
         suppress_small=options.suppress_small,
     )
     return AutomaticSegmenter(SamPrompter(sam), settings)
+
+
+def _text_segmenter(model: str, options: ModelOptions, device: torch.device) -> ImageSegmenter:
+    """SAM 3 concepts when ``model`` is a SAM 3 model, else Grounded-SAM (detector + SAM)."""
+    from deva.models import loading
+    from deva.segmenters.grounded import (
+        TextDetector,
+        TextPromptSegmenter,
+        TextSettings,
+        parse_prompt,
+    )
+    from deva.segmenters.sam_prompt import SamPrompter
+
+    names = parse_prompt(options.prompt or "")  # an empty prompt fails before any loading
+    loaded = loading.load_model(
+        model,
+        accepted={**loading.SAM_TYPES, **loading.CONCEPT_TYPES},
+        role="--model (SAM or SAM 3)",
+        device=device,
+        half=options.half,
+    )
+    defaults = ModelOptions()
+    if loaded.model_type in loading.CONCEPT_TYPES:
+        from deva.segmenters.concepts import ConceptSegmenter, ConceptSettings
+
+        if options.detector is not None or options.box_threshold != defaults.box_threshold:
+            raise DevaError(
+                "--detector / --box-threshold are not used with a SAM 3 model (it finds the "
+                "phrases itself); use --score-threshold"
+            )
+        return ConceptSegmenter(loaded, names, ConceptSettings(options.score_threshold))
+    if options.score_threshold != defaults.score_threshold:
+        raise DevaError(
+            f"--score-threshold is only used with a SAM 3 model, not {loaded.model_type}; "
+            "use --box-threshold"
+        )
+    detector = loading.load_model(
+        options.detector or DEFAULT_DETECTOR,
+        accepted=loading.DETECTOR_TYPES,
+        role="--detector",
+        device=device,
+        half=options.half,
+    )
+    threshold = options.box_threshold
+    return TextPromptSegmenter(
+        TextDetector(detector),
+        SamPrompter(loaded),
+        options.prompt or "",
+        TextSettings(box_threshold=threshold, text_threshold=threshold),
+    )
 
 
 def build_propagator(

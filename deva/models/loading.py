@@ -87,7 +87,7 @@ def load_model(
     accepted: model_type -> transformers class name this role can use; any other type is one
     clear error naming what the folder holds. role: words for messages ("--model (SAM)").
     with_processor: also load its processor (AutoProcessor) from the same place, except for
-    the ``SELF_FED`` types (their processor is None).
+    the ``SELF_FED`` types (None; for the SAM 3 ``CONCEPT_TYPES``, their tokenizer).
     A hub id in the local cache is loaded from there without the network; otherwise one
     request checks the hub answers before transformers downloads (it would retry an
     unreachable hub for minutes). Offline (HF_HUB_OFFLINE=1) it must be in the cache.
@@ -139,7 +139,11 @@ class _Loader:
             lambda: model_class.from_pretrained(name, dtype=self.dtype, **local), name, role
         )
         processor = None
-        if with_processor and model_type not in SELF_FED:
+        if with_processor and model_type in CONCEPT_TYPES:  # its tokenizer is all deva needs
+            processor = _load(
+                lambda: transformers.AutoTokenizer.from_pretrained(name, **local), name, role
+            )
+        elif with_processor and model_type not in SELF_FED:
             processor = _load(
                 lambda: transformers.AutoProcessor.from_pretrained(name, **local), name, role
             )

@@ -404,6 +404,41 @@ def tiny_sam3_tracker_video(folder: str | Path, *, image_size: int = 112, seed: 
     return _save(folder, model, None)
 
 
+def tiny_sam3(folder: str | Path, *, image_size: int = 112, seed: int = 0) -> Path:
+    """SAM 3 image model (text concepts -> instance masks): tiny ViT, 1-layer 32-wide CLIP text
+    encoder, 1-layer DETR encoder / decoder with 20 queries, working at ``image_size`` pixels
+    (a multiple of 14). Saved with the letter-level CLIP tokenizer (its processor's image half
+    needs torchvision; deva feeds pixels itself)."""
+    transformers = require_transformers()
+    from transformers.models.sam3 import configuration_sam3 as parts
+
+    tokenizer = _clip_tokenizer()
+    width = 32
+    heads = {"hidden_size": width, "num_attention_heads": 2, "intermediate_size": 64}
+    config = transformers.Sam3Config(
+        vision_config=_sam3_vision(transformers, image_size, width),
+        text_config=transformers.CLIPTextConfig(
+            vocab_size=len(tokenizer),  # type: ignore[arg-type]
+            hidden_size=width,
+            intermediate_size=64,
+            projection_dim=width,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            max_position_embeddings=32,
+            bos_token_id=tokenizer.bos_token_id,  # type: ignore[attr-defined]
+            eos_token_id=tokenizer.eos_token_id,  # type: ignore[attr-defined]
+            pad_token_id=tokenizer.pad_token_id,  # type: ignore[attr-defined]
+        ),
+        geometry_encoder_config=parts.Sam3GeometryEncoderConfig(num_layers=1, **heads),
+        detr_encoder_config=parts.Sam3DETREncoderConfig(num_layers=1, **heads),
+        detr_decoder_config=parts.Sam3DETRDecoderConfig(num_layers=1, num_queries=20, **heads),
+        mask_decoder_config=parts.Sam3MaskDecoderConfig(hidden_size=width, num_attention_heads=2),
+    )
+    torch.manual_seed(seed)
+    model = transformers.Sam3Model(config).eval()
+    return _save(folder, model, tokenizer)
+
+
 def _sam3_vision(transformers: object, size: int, width: int) -> object:
     """A tiny SAM 3 ViT (patch 14, 2 layers, the second global) with a ``width``-channel FPN."""
     from transformers.models.sam3.configuration_sam3 import Sam3VisionConfig, Sam3ViTConfig

@@ -23,13 +23,15 @@ MODE_DEFAULTS: dict[str, dict[str, object]] = {
 class ModelOptions:
     """What the learned segmenters need.
 
-    model: SAM (auto, text) or panoptic model, as a Hugging Face hub id or a local folder.
+    model: SAM (auto, text; also SAM 3 for text) or panoptic model, as a Hugging Face hub id
+        or a local folder.
     detector: open-vocabulary detector for ``text`` (Grounding DINO or OWLv2 id/folder).
     prompt: class names separated by "." for ``text`` (e.g. "person.dog.ball").
     device: "auto" | "cpu" | "cuda"; half precision (float16) is used on CUDA only, if ``half``.
     points_per_side / points_per_batch / pred_iou_threshold / suppress_small: automatic mode
         (spec: 64 / 64 / 0.88 / off). box_threshold: detector confidence for boxes and class
-        names (spec DINO_THRESHOLD 0.35).
+        names (spec DINO_THRESHOLD 0.35). score_threshold: SAM 3 (``--model facebook/sam3`` in
+        text mode): keep instances scoring above it (0.5, as SAM 3's examples).
     """
 
     model: str | None = None
@@ -42,6 +44,7 @@ class ModelOptions:
     pred_iou_threshold: float = 0.88
     suppress_small: bool = False
     box_threshold: float = 0.35
+    score_threshold: float = 0.5
 
 
 MODEL_FLAGS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -49,6 +52,7 @@ MODEL_FLAGS: dict[str, tuple[str, tuple[str, ...]]] = {
     "detector": ("--detector", ("text",)),
     "prompt": ("--prompt", ("text",)),
     "box_threshold": ("--box-threshold", ("text",)),
+    "score_threshold": ("--score-threshold", ("text",)),
     "points_per_side": ("--points-per-side", ("auto",)),
     "points_per_batch": ("--points-per-batch", ("auto",)),
     "pred_iou_threshold": ("--pred-iou-threshold", ("auto",)),
