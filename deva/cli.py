@@ -288,6 +288,36 @@ def track(
     _guarded(run)
 
 
+@app.command("sam3-video")
+def sam3_video(
+    input: Annotated[str, typer.Argument(help="Video file, folder of frames, or a glob.")],
+    output: Output,
+    prompt: Annotated[
+        str, typer.Option(help='Phrases separated by ".", e.g. "person.dog" (one concept each).')
+    ],
+    model: Annotated[
+        str | None,
+        typer.Option(help="SAM 3 video model: hub id or folder. Default: facebook/sam3 (gated)."),
+    ] = None,
+    device: Device = DeviceName.auto,
+    video: Video = True,
+    verbose: Verbose = False,
+) -> None:
+    """Baseline: SAM 3's own detector + tracker end to end (no deva fusion), written in deva's
+    output format (masks/, annotations.json, overlay.mp4) to compare with deva track."""
+    _logging(verbose)
+
+    def run() -> None:
+        from deva.models.sam3_video import run_sam3_video
+
+        written = run_sam3_video(
+            input, output, prompt=prompt, model=model, device=device.value, video=video
+        )
+        console.print(f"[green]{written} frames[/green] tracked by SAM 3 video -> {output}")
+
+    _guarded(run)
+
+
 @app.command()
 def demo(output: Output = Path("deva_demo_output")) -> None:
     """Render a short clip of moving textured objects and track it with the defaults."""

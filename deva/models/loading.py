@@ -42,6 +42,8 @@ VIDEO_FAMILIES: dict[str, dict[str, str]] = {
 VIDEO_TYPES = {k: v for family in VIDEO_FAMILIES.values() for k, v in family.items()}
 CONCEPT_TYPES = {"sam3": "Sam3Model", "sam3_video": "Sam3Model"}
 """SAM 3 image models (text concepts -> instance masks); facebook/sam3 is a sam3_video folder."""
+SAM3_VIDEO_TYPES = {"sam3_video": "Sam3VideoModel"}
+"""SAM 3's own detector + tracker (the ``deva sam3-video`` baseline)."""
 SELF_FED = {"sam2", "sam2_video", "edgetam_video", "sam3", "sam3_video", "sam3_tracker_video"}
 """Model types deva prepares inputs for itself (their processors need torchvision)."""
 

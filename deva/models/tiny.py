@@ -376,13 +376,21 @@ def tiny_sam3_tracker_video(folder: str | Path, *, image_size: int = 112, seed: 
     """SAM 3 tracker video model (2-layer 32-wide ViT with patch 14, 128-wide heads) working at
     ``image_size`` pixels (a multiple of 14)."""
     transformers = require_transformers()
+    config = _sam3_tracker_config(transformers, image_size)
+    torch.manual_seed(seed)
+    model = transformers.Sam3TrackerVideoModel(config).eval()
+    return _save(folder, model, None)
+
+
+def _sam3_tracker_config(transformers: object, image_size: int) -> object:
+    """A tiny ``Sam3TrackerVideoConfig`` (128-wide heads, 1 memory-attention layer)."""
     from transformers.models.sam3_tracker_video.configuration_sam3_tracker_video import (
         Sam3TrackerVideoMaskDecoderConfig,
         Sam3TrackerVideoPromptEncoderConfig,
     )
 
     s = image_size
-    config = transformers.Sam3TrackerVideoConfig(
+    return transformers.Sam3TrackerVideoConfig(  # type: ignore[attr-defined]
         vision_config=_sam3_vision(transformers, s, 128),
         prompt_encoder_config=Sam3TrackerVideoPromptEncoderConfig(
             hidden_size=128, image_size=s, mask_input_channels=4
@@ -399,9 +407,6 @@ def tiny_sam3_tracker_video(folder: str | Path, *, image_size: int = 112, seed: 
         memory_fuser_embed_dim=128,
         memory_fuser_intermediate_dim=32,
     )
-    torch.manual_seed(seed)
-    model = transformers.Sam3TrackerVideoModel(config).eval()
-    return _save(folder, model, None)
 
 
 def tiny_sam3(folder: str | Path, *, image_size: int = 112, seed: int = 0) -> Path:
@@ -410,14 +415,46 @@ def tiny_sam3(folder: str | Path, *, image_size: int = 112, seed: int = 0) -> Pa
     (a multiple of 14). Saved with the letter-level CLIP tokenizer (its processor's image half
     needs torchvision; deva feeds pixels itself)."""
     transformers = require_transformers()
+    tokenizer = _clip_tokenizer()
+    config = _sam3_config(transformers, tokenizer, image_size, 32)
+    torch.manual_seed(seed)
+    model = transformers.Sam3Model(config).eval()
+    return _save(folder, model, tokenizer)
+
+
+def tiny_sam3_video(folder: str | Path, *, image_size: int = 112, seed: int = 0) -> Path:
+    """SAM 3 video model (detector + tracker, ``Sam3VideoModel``): the tiny detector of
+    ``tiny_sam3`` (4 queries) and the tiny tracker of ``tiny_sam3_tracker_video``, 128 wide (the
+    tracker's object pointers need more than its 64-wide memory), at most 4 objects, a 2-frame
+    hot start. Saved with the tokenizer."""
+    transformers = require_transformers()
+    tokenizer = _clip_tokenizer()
+    config = transformers.Sam3VideoConfig(
+        detector_config=_sam3_config(transformers, tokenizer, image_size, 128, queries=4),
+        tracker_config=_sam3_tracker_config(transformers, image_size),
+        low_res_mask_size=4 * (image_size // 14),
+        score_threshold_detection=0.2,
+        new_det_thresh=0.2,
+        hotstart_delay=2,
+        hotstart_unmatch_thresh=1,
+        hotstart_dup_thresh=1,
+        max_num_objects=4,
+    )
+    torch.manual_seed(seed)
+    model = transformers.Sam3VideoModel(config).eval()
+    return _save(folder, model, tokenizer)
+
+
+def _sam3_config(
+    transformers: object, tokenizer: object, image_size: int, width: int, queries: int = 20
+) -> object:
+    """A tiny ``Sam3Config``: 1-layer encoders / decoder, ``queries`` queries, ``width`` wide."""
     from transformers.models.sam3 import configuration_sam3 as parts
 
-    tokenizer = _clip_tokenizer()
-    width = 32
     heads = {"hidden_size": width, "num_attention_heads": 2, "intermediate_size": 64}
-    config = transformers.Sam3Config(
+    return transformers.Sam3Config(  # type: ignore[attr-defined]
         vision_config=_sam3_vision(transformers, image_size, width),
-        text_config=transformers.CLIPTextConfig(
+        text_config=transformers.CLIPTextConfig(  # type: ignore[attr-defined]
             vocab_size=len(tokenizer),  # type: ignore[arg-type]
             hidden_size=width,
             intermediate_size=64,
@@ -431,12 +468,9 @@ def tiny_sam3(folder: str | Path, *, image_size: int = 112, seed: int = 0) -> Pa
         ),
         geometry_encoder_config=parts.Sam3GeometryEncoderConfig(num_layers=1, **heads),
         detr_encoder_config=parts.Sam3DETREncoderConfig(num_layers=1, **heads),
-        detr_decoder_config=parts.Sam3DETRDecoderConfig(num_layers=1, num_queries=20, **heads),
+        detr_decoder_config=parts.Sam3DETRDecoderConfig(num_layers=1, num_queries=queries, **heads),
         mask_decoder_config=parts.Sam3MaskDecoderConfig(hidden_size=width, num_attention_heads=2),
     )
-    torch.manual_seed(seed)
-    model = transformers.Sam3Model(config).eval()
-    return _save(folder, model, tokenizer)
 
 
 def _sam3_vision(transformers: object, size: int, width: int) -> object:
