@@ -12,7 +12,6 @@ pixels, the tracked outputs the tracker can still read, the latest conditioning 
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ import torch.nn.functional as F
 
 from deva.models.loading import LoadedModel
 from deva.models.pixels import normalisation, square_pixels
+from deva.propagation.sam_video import memory_bounds, new_session, prune_session
 from deva.types import Frame, FrameResult, ObjectInfo
 
 TEXT_LENGTH = 32
@@ -37,25 +37,13 @@ class Sam3VideoBaseline:
         self.category_names = dict(enumerate(self.names))
         self.image_size = int(self.model.config.detector_config.vision_config.image_size)
         self.mean, self.std = normalisation(loaded.model_type)
-        tracker = self.model.config.tracker_config
-        self.window = max(int(tracker.num_maskmem), int(tracker.max_object_pointers_in_encoder))
-        most = int(tracker.max_cond_frame_num)
-        self.max_cond_frames = most if most > 0 else max(1, int(tracker.num_maskmem))
+        self.window, self.max_cond_frames = memory_bounds(self.model.config.tracker_config)
         self._session: Any = None
         self._frame = -1
 
     def start(self, height: int, width: int) -> None:
         """A new session for a video of this size, with the prompt's phrases."""
-        module = importlib.import_module(type(self.model).__module__)
-        device = self.loaded.device
-        session = module.Sam3VideoInferenceSession(
-            video_height=height,
-            video_width=width,
-            inference_device=device,
-            inference_state_device=device,
-            video_storage_device=device,
-            dtype=self.loaded.dtype,
-        )
+        session, device = new_session(self.loaded, height, width), self.loaded.device
         for name in self.names:
             prompt = session.add_prompt(name)
             tokens = self.loaded.processor(
@@ -80,7 +68,7 @@ class Sam3VideoBaseline:
             frame=pixels.to(self.loaded.device, self.loaded.dtype),
             frame_idx=self._frame,
         )
-        self._prune(self._frame)
+        prune_session(session, self._frame, self.window, self.max_cond_frames)
         hidden = set(output.suppressed_obj_ids or ()) | set(session.hotstart_removed_obj_ids)
         shown = sorted(i for i in output.obj_id_to_mask if i not in hidden)
         ids = np.zeros((height, width), np.int32)
@@ -106,23 +94,6 @@ class Sam3VideoBaseline:
                     )
                 )
         return FrameResult(frame.index, frame.name, ids, tuple(objects))
-
-    def _prune(self, frame: int) -> None:
-        """Keep the session bounded: drop what the tracker can no longer read."""
-        session = self._session
-        for old in [i for i in session.processed_frames if i != frame]:
-            del session.processed_frames[old]
-        keep_from = frame - self.window
-        for slot, outputs in session.output_dict_per_obj.items():
-            tracked = outputs["non_cond_frame_outputs"]
-            for old in [i for i in tracked if i < keep_from]:
-                del tracked[old]
-            conditioning = outputs["cond_frame_outputs"]
-            for old in sorted(conditioning)[: -self.max_cond_frames]:
-                del conditioning[old]
-            seen = session.frames_tracked_per_obj.get(slot, {})
-            for old in [i for i in seen if i < keep_from]:
-                del seen[old]
 
 
 def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:

@@ -311,25 +311,33 @@ def tiny_sam2_video(folder: str | Path, *, image_size: int = 256, seed: int = 0)
     s = image_size
     config = transformers.Sam2VideoConfig(
         vision_config=_sam2_vision(transformers, s, 128),
-        prompt_encoder_config=Sam2VideoPromptEncoderConfig(
-            hidden_size=128, image_size=s, mask_input_channels=4
-        ),
-        mask_decoder_config=Sam2VideoMaskDecoderConfig(
-            hidden_size=128, mlp_dim=32, num_attention_heads=2, iou_head_hidden_dim=16
-        ),
-        image_size=s,
-        memory_attention_hidden_size=128,
+        **_video_heads(Sam2VideoPromptEncoderConfig, Sam2VideoMaskDecoderConfig, s),
         memory_attention_num_layers=1,
         memory_attention_feed_forward_hidden_size=32,
         memory_attention_rope_feat_sizes=[s // 16, s // 16],
-        memory_encoder_hidden_size=128,
-        mask_downsampler_embed_dim=128,
-        memory_fuser_embed_dim=128,
-        memory_fuser_intermediate_dim=32,
     )
     torch.manual_seed(seed)
     model = transformers.Sam2VideoModel(config).eval()
     return _save(folder, model, None)
+
+
+def _video_heads(prompt_encoder: type, mask_decoder: type, size: int) -> dict[str, object]:
+    """The settings the SAM-family video configs share: 128-wide prompt encoder, mask decoder,
+    memory attention and memory encoder at ``size`` pixels."""
+    return {
+        "prompt_encoder_config": prompt_encoder(
+            hidden_size=128, image_size=size, mask_input_channels=4
+        ),
+        "mask_decoder_config": mask_decoder(
+            hidden_size=128, mlp_dim=32, num_attention_heads=2, iou_head_hidden_dim=16
+        ),
+        "image_size": size,
+        "memory_attention_hidden_size": 128,
+        "memory_encoder_hidden_size": 128,
+        "mask_downsampler_embed_dim": 128,
+        "memory_fuser_embed_dim": 128,
+        "memory_fuser_intermediate_dim": 32,
+    }
 
 
 def tiny_edgetam_video(folder: str | Path, *, image_size: int = 128, seed: int = 0) -> Path:
@@ -346,14 +354,7 @@ def tiny_edgetam_video(folder: str | Path, *, image_size: int = 128, seed: int =
     s = image_size
     config = transformers.EdgeTamVideoConfig(
         vision_config=_sam2_vision(transformers, s, 128),
-        prompt_encoder_config=EdgeTamVideoPromptEncoderConfig(
-            hidden_size=128, image_size=s, mask_input_channels=4
-        ),
-        mask_decoder_config=EdgeTamVideoMaskDecoderConfig(
-            hidden_size=128, mlp_dim=32, num_attention_heads=2, iou_head_hidden_dim=16
-        ),
-        image_size=s,
-        memory_attention_hidden_size=128,
+        **_video_heads(EdgeTamVideoPromptEncoderConfig, EdgeTamVideoMaskDecoderConfig, s),
         memory_attention_num_layers=2,
         memory_attention_mlp_hidden_size=32,
         memory_attention_rope_feat_sizes=[s // 16, s // 16],
@@ -362,10 +363,6 @@ def tiny_edgetam_video(folder: str | Path, *, image_size: int = 128, seed: int =
         perceiver_resampler_num_latents_2d=16,
         perceiver_resampler_mlp_intermediate_size=32,
         perceiver_resampler_num_layers=1,
-        memory_encoder_hidden_size=128,
-        mask_downsampler_embed_dim=128,
-        memory_fuser_embed_dim=128,
-        memory_fuser_intermediate_dim=32,
     )
     torch.manual_seed(seed)
     model = transformers.EdgeTamVideoModel(config).eval()
@@ -392,20 +389,9 @@ def _sam3_tracker_config(transformers: object, image_size: int) -> object:
     s = image_size
     return transformers.Sam3TrackerVideoConfig(  # type: ignore[attr-defined]
         vision_config=_sam3_vision(transformers, s, 128),
-        prompt_encoder_config=Sam3TrackerVideoPromptEncoderConfig(
-            hidden_size=128, image_size=s, mask_input_channels=4
-        ),
-        mask_decoder_config=Sam3TrackerVideoMaskDecoderConfig(
-            hidden_size=128, mlp_dim=32, num_attention_heads=2, iou_head_hidden_dim=16
-        ),
-        image_size=s,
-        memory_attention_hidden_size=128,
+        **_video_heads(Sam3TrackerVideoPromptEncoderConfig, Sam3TrackerVideoMaskDecoderConfig, s),
         memory_attention_num_layers=1,
         memory_attention_feed_forward_hidden_size=32,
-        memory_encoder_hidden_size=128,
-        mask_downsampler_embed_dim=128,
-        memory_fuser_embed_dim=128,
-        memory_fuser_intermediate_dim=32,
     )
 
 

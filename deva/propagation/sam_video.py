@@ -41,13 +41,7 @@ class SamVideoPropagator:
         config = self.model.config
         self.image_size = int(config.image_size)
         self.mean, self.std = normalisation(loaded.model_type)
-        self.window = max(int(config.num_maskmem), int(config.max_object_pointers_in_encoder))
-        most = int(config.max_cond_frame_num)
-        self.max_cond_frames = most if most > 0 else max(1, int(config.num_maskmem))
-        module = importlib.import_module(type(self.model).__module__)
-        self._session_class = getattr(
-            module, type(self.model).__name__.replace("Model", "InferenceSession")
-        )
+        self.window, self.max_cond_frames = memory_bounds(config)
         self.reset()
 
     @property
@@ -120,16 +114,7 @@ class SamVideoPropagator:
         remove_objects(self._session, gone)
 
     def _new_session(self, image: np.ndarray) -> Any:
-        height, width = image.shape[:2]
-        device = self.loaded.device
-        return self._session_class(
-            video_height=height,
-            video_width=width,
-            inference_device=device,
-            inference_state_device=device,
-            video_storage_device=device,
-            dtype=self.loaded.dtype,
-        )
+        return new_session(self.loaded, *image.shape[:2])
 
     def _condition(self, session: Any, frame: int, masks: np.ndarray, ids: list[int]) -> None:
         """Make ``frame`` a conditioning frame of every object in ``ids`` with its mask (hard at
@@ -171,21 +156,7 @@ class SamVideoPropagator:
         return probs.cpu().numpy().astype(np.float32)
 
     def _prune(self) -> None:
-        """Keep the session bounded: drop what the model can no longer read."""
-        session, frame = self._session, self._frame
-        for old in [i for i in session.processed_frames if i != frame]:
-            del session.processed_frames[old]
-        keep_from = frame - self.window
-        for slot, outputs in session.output_dict_per_obj.items():
-            tracked = outputs["non_cond_frame_outputs"]
-            for old in [i for i in tracked if i < keep_from]:
-                del tracked[old]
-            conditioning = outputs["cond_frame_outputs"]
-            for old in sorted(conditioning)[: -self.max_cond_frames]:
-                del conditioning[old]
-            seen = session.frames_tracked_per_obj[slot]
-            for old in [i for i in seen if i < keep_from]:
-                del seen[old]
+        prune_session(self._session, self._frame, self.window, self.max_cond_frames)
 
 
 def remove_objects(session: Any, gone: set[int]) -> None:
@@ -207,3 +178,47 @@ def remove_objects(session: Any, gone: set[int]) -> None:
     session._obj_idx_to_id = OrderedDict(enumerate(keep))
     session.obj_ids = list(keep)
     session.obj_with_new_inputs = [i for i in session.obj_with_new_inputs if i not in gone]
+
+
+def memory_bounds(config: Any) -> tuple[int, int]:
+    """(frames of tracked outputs the model reads, conditioning frames kept per object) of a
+    SAM-family video config; a model that reads every conditioning frame keeps num_maskmem."""
+    window = max(int(config.num_maskmem), int(config.max_object_pointers_in_encoder))
+    most = int(config.max_cond_frame_num)
+    return window, most if most > 0 else max(1, int(config.num_maskmem))
+
+
+def prune_session(session: Any, frame: int, window: int, max_cond_frames: int) -> None:
+    """Keep a SAM-family video session bounded at ``frame``: drop what the model can no longer
+    read (other frames' pixels, tracked outputs older than ``window`` frames, all but the latest
+    ``max_cond_frames`` conditioning frames of each object)."""
+    for old in [i for i in session.processed_frames if i != frame]:
+        del session.processed_frames[old]
+    keep_from = frame - window
+    for slot, outputs in session.output_dict_per_obj.items():
+        tracked = outputs["non_cond_frame_outputs"]
+        for old in [i for i in tracked if i < keep_from]:
+            del tracked[old]
+        conditioning = outputs["cond_frame_outputs"]
+        for old in sorted(conditioning)[:-max_cond_frames]:
+            del conditioning[old]
+        seen = session.frames_tracked_per_obj.get(slot, {})
+        for old in [i for i in seen if i < keep_from]:
+            del seen[old]
+
+
+def new_session(loaded: LoadedModel, height: int, width: int) -> Any:
+    """An empty streaming session of a transformers SAM-family video model (its own
+    ``<Name>InferenceSession`` class), everything on the model's device."""
+    model_class = type(loaded.model)
+    module = importlib.import_module(model_class.__module__)
+    session_class = getattr(module, model_class.__name__.replace("Model", "InferenceSession"))
+    device = loaded.device
+    return session_class(
+        video_height=height,
+        video_width=width,
+        inference_device=device,
+        inference_state_device=device,
+        video_storage_device=device,
+        dtype=loaded.dtype,
+    )
