@@ -32,6 +32,7 @@ from bench import (
     memory,
     network_speed,
     overlay_speed,
+    sam_video,
     task_speed,
     tracking,
     train_data_speed,
@@ -416,6 +417,22 @@ def sections(quick: bool) -> list[Section]:
                 "(`bench/many_segments.py`).\n"
             ),
             lambda: many_segments.table(many_segments.measure()),
+        ),
+        Section(
+            "sam_video",
+            (
+                "## SAM-family models (CPU, random weights of the released sizes)\n\n"
+                "`bench/sam_video.py`, one row per fresh process (peak RSS is the row's own, "
+                "model construction included), 854×480 random frames, 2 threads. Propagators: "
+                "`SamVideoPropagator` with 2 objects memorized, one warm-up frame, then the mean "
+                "of 2 frames (1 at full size). Text mode: `ConceptSegmenter` with one phrase "
+                "(letter-level stand-in tokenizer; the image encoder dominates). EdgeTAM is not "
+                "timed: its released RepViT backbone needs timm, which needs torchvision, which "
+                "does not load with this CPU torch. Session: tensors held by the SAM 2 "
+                "propagator's running session (tiny test model), merging every 5 frames: "
+                "bounded, the same after 100 and 2,000 frames.\n"
+            ),
+            lambda: sam_video.table(sam_video.measure()),
         ),
         Section(
             "memory",

@@ -1,0 +1,187 @@
+"""SAM-family models on CPU: per-frame time and peak memory of random models of the released
+sizes (built in memory from transformers configs, nothing downloaded: speed does not depend
+on the values), and the SAM 2 propagator's session size after 100 vs 2,000 frames.
+
+Each row runs in a fresh process so its peak RSS is its own.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+FRAME = (480, 854)
+ROWS = (
+    ("SAM 2.1 hiera-tiny propagator, 2 objects (`Sam2VideoConfig()`)", "sam2", 1024),
+    ("SAM 3 tracker propagator, 2 objects (`Sam3VideoConfig().tracker_config`)", "sam3", 1008),
+    ("SAM 3 tracker propagator, 2 objects", "sam3", 560),
+    (
+        "SAM 3 image model, text mode, 1 phrase (`Sam3VideoConfig().detector_config`)",
+        "sam3-image",
+        1008,
+    ),
+    ("SAM 3 image model, text mode, 1 phrase", "sam3-image", 560),
+)
+
+
+def _image(seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 255, (*FRAME, 3), dtype=np.uint8)
+
+
+def _propagator_row(family: str, size: int, frames: int) -> float:
+    import transformers
+
+    from deva.models.loading import LoadedModel
+    from deva.propagation.sam_video import SamVideoPropagator
+
+    if family == "sam2":
+        model, kind = transformers.Sam2VideoModel(transformers.Sam2VideoConfig()), "sam2_video"
+    else:
+        model, kind = transformers.Sam3TrackerVideoModel(_sam3_config(size)), "sam3_tracker_video"
+    loaded = LoadedModel(model.eval(), None, kind, torch.device("cpu"), torch.float32, "random")
+    propagator = SamVideoPropagator(loaded)
+    masks = np.zeros((2, *FRAME), bool)
+    masks[0, 100:200, 100:300] = True
+    masks[1, 250:400, 500:700] = True
+    propagator.memorize(_image(0), masks, [1, 2])
+    propagator.propagate(_image(1))  # warm-up
+    start = time.perf_counter()
+    for index in range(frames):
+        propagator.propagate(_image(2 + index))
+    return (time.perf_counter() - start) / frames
+
+
+def _sam3_config(size: int) -> object:
+    """The released SAM 3 video config (detector + tracker) at ``size`` pixels: its image_size
+    setter resizes every nested config; each model takes its half."""
+    import transformers
+
+    config = transformers.Sam3VideoConfig()
+    config.image_size = size
+    return config
+
+
+def _image_row(size: int, frames: int) -> float:
+    import transformers
+
+    from deva.models.loading import LoadedModel
+    from deva.models.tiny import _clip_tokenizer
+    from deva.segmenters.concepts import ConceptSegmenter
+
+    model = transformers.Sam3Model(_sam3_config(size)).eval()
+    tokenizer = _clip_tokenizer()  # letter-level stand-in: "person" is 6 tokens either way
+    loaded = LoadedModel(model, tokenizer, "sam3", torch.device("cpu"), torch.float32, "random")
+    segmenter = ConceptSegmenter(loaded, ["person"])
+    segmenter.segment(_image(0), frame_index=0)  # warm-up (and the text embedding)
+    start = time.perf_counter()
+    for index in range(frames):
+        segmenter.segment(_image(1 + index), frame_index=1 + index)
+    return (time.perf_counter() - start) / frames
+
+
+def _session_bytes(frames: int) -> dict[str, float]:
+    """The tiny SAM 2 propagator's session after ``frames`` frames, merging every 5."""
+    from deva.models import loading, tiny
+    from deva.propagation.sam_video import SamVideoPropagator
+
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = tiny.tiny_sam2_video(Path(scratch) / "sam2", image_size=128)
+        loaded = loading.load_model(
+            folder,
+            accepted=loading.VIDEO_TYPES,
+            role="bench",
+            device=torch.device("cpu"),
+            with_processor=False,
+        )
+    propagator = SamVideoPropagator(loaded)
+    height, width = 96, 128
+    masks = np.zeros((2, height, width), bool)
+    masks[0, 20:50, 20:50] = True
+    masks[1, 60:90, 70:120] = True
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
+    propagator.memorize(image, masks, [1, 2])
+    for step in range(1, frames + 1):
+        image = np.roll(image, 2, axis=1)
+        propagator.propagate(image)
+        if step % 5 == 0:
+            propagator.memorize(image, masks, [1, 2])
+    return {"bytes": float(_tensor_bytes(vars(propagator._session)))}
+
+
+def _tensor_bytes(value: object, seen: set[int] | None = None) -> int:
+    seen = set() if seen is None else seen
+    if id(value) in seen:
+        return 0
+    seen.add(id(value))
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, dict):
+        return sum(_tensor_bytes(v, seen) for v in value.values())
+    if isinstance(value, list | tuple):
+        return sum(_tensor_bytes(v, seen) for v in value)
+    if hasattr(value, "__dict__") and not isinstance(value, type):
+        return _tensor_bytes(vars(value), seen)
+    return 0
+
+
+def _child(kind: str, arg: str) -> None:
+    torch.set_num_threads(2)
+    if kind == "session":
+        row = _session_bytes(int(arg))
+    else:
+        family, size = arg.split(":")
+        frames = 2 if int(size) < 1000 else 1
+        seconds = (
+            _image_row(int(size), frames)
+            if family == "sam3-image"
+            else _propagator_row(family, int(size), frames)
+        )
+        row = {"seconds": seconds}
+    row["peak_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    print(json.dumps(row))
+
+
+def _run(kind: str, arg: str) -> dict[str, float]:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.sam_video", kind, arg],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def measure() -> dict[str, list]:
+    speed = [(name, size, _run("speed", f"{family}:{size}")) for name, family, size in ROWS]
+    session = [(frames, _run("session", str(frames))) for frames in (100, 2000)]
+    return {"speed": speed, "session": session}
+
+
+def table(result: dict[str, list]) -> str:
+    lines = [
+        "| model (random weights, real size) | input | s / frame | peak RSS |",
+        "|---|---|---|---|",
+    ]
+    for name, size, row in result["speed"]:
+        lines.append(f"| {name} | {size}² | {row['seconds']:.2f} | {row['peak_gb']:.1f} GB |")
+    lines += [
+        "",
+        "| SAM 2 propagator session (tiny model, 128², merge every 5 frames) | tensors held |",
+        "|---|---|",
+    ]
+    for frames, row in result["session"]:
+        lines.append(f"| after {frames} frames | {row['bytes'] / 1024**2:.2f} MiB |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    _child(sys.argv[1], sys.argv[2])
