@@ -68,7 +68,9 @@ def unused_model_option(segmenter: str | None, options: ModelOptions) -> str | N
     for name, (flag, users) in MODEL_FLAGS.items():
         if segmenter not in users and getattr(options, name) != getattr(defaults, name):
             which = " / ".join(users) + (" segmenters" if len(users) > 1 else " segmenter")
-            also = " (or, with none of them, by --propagator sam2)" if name == "model" else ""
+            also = ""
+            if name == "model":
+                also = " (or, with none of them, by --propagator sam2 / edgetam / sam3)"
             return f"{flag} is only used by the {which}{also}"
     return None
 
