@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import replace
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 
 from deva.config import TrackerConfig
-from deva.errors import DevaError
+from deva.errors import DevaError, OptionError
 from deva.io.frames import FrameSource, IterableSource, open_frames
 from deva.io.init_masks import InitMasks
+from deva.io.objects import write_object_masks
+from deva.io.run_folder import find_earlier_run
+from deva.io.visualize import OverlayStyle
 from deva.propagation.base import Propagator
 from deva.segmenters.base import ImageSegmenter
 from deva.segmenters.options import (
@@ -83,6 +86,8 @@ def make_propagator(
     )
     if fill_unknown and name != "flow":
         raise DevaError(f"--fill is only used by the flow propagator, not {name}")
+    if max_memory_mb is not None and not max_memory_mb > 0:
+        raise OptionError("max_memory_mb", f"must be > 0 (MiB), got {max_memory_mb}")
     return factories[name]()
 
 
@@ -217,6 +222,11 @@ def track_to_folder(
     given_masks: GivenMasks | None = None,
     checkpoint_every: int = 0,
     resume: bool = False,
+    overwrite: bool = False,
+    per_object: bool = False,
+    cutout: bool = False,
+    style: OverlayStyle | None = None,
+    options: Mapping[str, object] | None = None,
 ) -> int:
     """Track ``frames`` and write masks/, annotations.json and overlay.mp4 to ``output``.
 
@@ -225,6 +235,11 @@ def track_to_folder(
     ``checkpoint_every`` > 0 saves the tracking state about every N frames (at the first point
     between clips) and ``resume`` continues from the folder's checkpoint, skipping the frames
     already written; with either, overlay.mp4 is drawn from the masks once tracking is done.
+    A folder holding an earlier run's outputs is refused (a DevaError) unless ``overwrite``,
+    which removes exactly those outputs first (``deva.io.run_folder``), or ``resume``.
+    ``per_object``: also objects/<id>/<frame>.png; ``cutout``: also cutout.webm; ``style``: how
+    overlay.mp4 draws objects; ``options``: the run's settings as given (recorded in
+    annotations.json with the input, the tracker config and deva's version).
     Returns the number of frames written.
     """
     from deva import resume as resumable
@@ -238,20 +253,25 @@ def track_to_folder(
             f"{frames.description}: --checkpoint-every and --resume need a file or folder input "
             "(a live input cannot be read again)"
         )
+    if resume and overwrite:
+        raise DevaError(
+            "--resume continues the run in the output folder, --overwrite replaces it; give one"
+        )
     out = Path(output)
     fingerprint = resumable.run_fingerprint(tracker, frames.description)
     restored = resumable.load_checkpoint(out, fingerprint) if resume else None
-    if resume and restored is None:
-        log.warning("no checkpoint in %s: starting from the first frame", out)
+    _check_earlier_run(out, resume=resume, restored=restored is not None, overwrite=overwrite)
     every = restored.every if restored and not checkpoint_every else checkpoint_every
     resumable_run = every > 0 or resume
-    if resumable_run and video and isinstance(frames, IterableSource):
+    redraw = video or cutout
+    if resumable_run and redraw and isinstance(frames, IterableSource):
         raise DevaError(
             f"{frames.description} can be read only once, but a resumable run draws overlay.mp4 "
             "in a second pass; pass a list of frames, or turn the video off"
         )
-    if restored is not None and not (out / restored.writer.partial_name).exists():
-        return _finish_finished_run(out, frames, video=video)
+    finish = _Finish(frames, out, video=video, cutout=cutout, style=style, per_object=per_object)
+    if restored is not None and not resumable.stream_exists(out, restored.writer):
+        return finish.finished_run()
     if restored is None:
         state = tracker.start(given_masks)
         skip, position = 0, None
@@ -263,9 +283,12 @@ def track_to_folder(
         out,
         fps=frames.fps,
         video=video and not resumable_run,
+        cutout=cutout and not resumable_run,
+        style=style,
         resume_from=position,
         resumable=resumable_run,
         category_names=getattr(tracker.segmenter, "category_names", None),
+        info=run_info(tracker, frames, options),
     ) as writer:
         saved_at = writer.num_frames
 
@@ -291,29 +314,119 @@ def track_to_folder(
                 resumable.save_checkpoint(out, checkpoint)
                 saved_at = writer.num_frames
         emit(tracker.finish(state))
+    if resumable_run and redraw:
+        render_overlay(frames, out, fps=frames.fps, video=video, cutout=cutout, style=style)
+    if per_object:
+        write_object_masks(out)
     if resumable_run:
-        if video:
-            render_overlay(frames, out, fps=frames.fps)
         resumable.remove_checkpoint(out)
     return writer.num_frames
 
 
-def _finish_finished_run(out: Path, frames: FrameSource, *, video: bool) -> int:
-    """A resumable run killed after its annotations were final: only the overlay may be left."""
-    import json
+def run_info(
+    tracker: Tracker, frames: FrameSource, options: Mapping[str, object] | None = None
+) -> dict[str, object]:
+    """What annotations.json records about a run: the input (path, name, frame rate, frames;
+    the writer adds the size), the tracker config, segmenter and propagator, and ``options``."""
+    return {
+        "input": {
+            "path": frames.description,
+            "name": input_name(frames),
+            "fps": frames.fps,
+            "frames": frames.num_frames,
+        },
+        "tracker": asdict(tracker.config),
+        "segmenter": type(tracker.segmenter).__name__ if tracker.segmenter else None,
+        "propagator": type(tracker.propagator).__name__,
+        "options": dict(options or {}),
+    }
 
-    from deva import resume as resumable
-    from deva.io.writer import ANNOTATIONS, OVERLAY, render_overlay
 
-    annotations = out / ANNOTATIONS
-    if not annotations.is_file():
+def input_name(frames: FrameSource) -> str | None:
+    """A name for the video: a video file's stem, a frame folder's name, a glob's folder."""
+    from deva.io.frames import ImageFilesSource, VideoSource
+
+    if isinstance(frames, VideoSource):
+        return frames.path.stem
+    if isinstance(frames, ImageFilesSource):
+        path = Path(frames.description)
+        if path.is_dir():
+            return path.resolve().name
+        if any(c in path.name for c in "*?["):  # a glob: its folder
+            return path.parent.resolve().name or None
+        return path.stem
+    return None
+
+
+def _check_earlier_run(out: Path, *, resume: bool, restored: bool, overwrite: bool) -> None:
+    """Refuse to mix a new run with what an earlier one left in ``out`` (see track_to_folder)."""
+    earlier = find_earlier_run(out)
+    if earlier is None or overwrite or restored:
+        return
+    if not resume:
+        if earlier.resumable:
+            advice = "add --resume to continue it, or --overwrite to start over"
+        elif earlier.finished:
+            advice = "add --overwrite to replace it, or choose another --output"
+        else:
+            advice = "add --overwrite to start over (it saved no checkpoint to --resume from)"
+        raise DevaError(f"{out}: already holds {earlier.describe()}; {advice}")
+    if earlier.finished:
         raise DevaError(
-            f"cannot resume {out}: the checkpoint's annotation stream is gone; start over"
+            f"{out}: holds {earlier.describe()}, nothing to resume; add --overwrite to run it again"
         )
-    if video and not (out / OVERLAY).is_file():
-        render_overlay(frames, out, fps=frames.fps)
-    resumable.remove_checkpoint(out)
-    return int(json.loads(annotations.read_text(encoding="utf-8"))["num_frames"])
+    log.warning(
+        "no checkpoint in %s (the run was not started with --checkpoint-every): starting from "
+        "the first frame",
+        out,
+    )
+
+
+class _Finish:
+    """The passes after tracking, and a resumable run killed after its annotations were final
+    (only the videos, the per-object masks and the checkpoint's removal may be left)."""
+
+    def __init__(
+        self,
+        frames: FrameSource,
+        out: Path,
+        *,
+        video: bool,
+        cutout: bool,
+        style: OverlayStyle | None,
+        per_object: bool,
+    ) -> None:
+        self.frames, self.out, self.video, self.cutout = frames, out, video, cutout
+        self.style, self.per_object = style, per_object
+
+    def finished_run(self) -> int:
+        import json
+
+        from deva import resume as resumable
+        from deva.io.run_folder import ANNOTATIONS, CUTOUT, OVERLAY
+        from deva.io.writer import render_overlay
+
+        annotations = self.out / ANNOTATIONS
+        if not annotations.is_file():
+            raise DevaError(
+                f"cannot resume {self.out}: the checkpoint's annotation stream is gone; start "
+                "over with --overwrite"
+            )
+        video = self.video and not (self.out / OVERLAY).is_file()
+        cutout = self.cutout and not (self.out / CUTOUT).is_file()
+        if video or cutout:
+            render_overlay(
+                self.frames,
+                self.out,
+                fps=self.frames.fps,
+                video=video,
+                cutout=cutout,
+                style=self.style,
+            )
+        if self.per_object:
+            write_object_masks(self.out)
+        resumable.remove_checkpoint(self.out)
+        return int(json.loads(annotations.read_text(encoding="utf-8"))["num_frames"])
 
 
 def _motion() -> ImageSegmenter:

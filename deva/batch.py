@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -23,7 +22,7 @@ from deva.config import TrackerConfig
 from deva.errors import DevaError
 from deva.io.atomic import atomic_path, ensure_writable_dir
 from deva.io.frames import IMAGE_EXTENSIONS, natural_sort_key
-from deva.io.writer import ANNOTATIONS, INCOMPLETE_ANNOTATIONS, OVERLAY
+from deva.io.run_folder import ANNOTATIONS, clear_earlier_run
 
 if TYPE_CHECKING:
     from deva.segmenters.options import ModelOptions
@@ -272,7 +271,7 @@ def track_video(
             on_frame()
 
     try:
-        _clear_output(job.output)
+        clear_earlier_run(job.output)  # stale masks would outlive a shorter re-run
         frames = open_frames(job.input)
         given = None
         if options.init_masks is not None:
@@ -452,16 +451,6 @@ def _read_list(path: Path) -> list[Path]:
     if not found:
         raise DevaError(f"{path}: the list of inputs is empty")
     return found
-
-
-def _clear_output(folder: Path) -> None:
-    """Remove an earlier attempt's outputs (stale masks would outlive a shorter re-run); other
-    files in the folder are left alone."""
-    if not folder.is_dir():
-        return
-    shutil.rmtree(folder / "masks", ignore_errors=True)
-    for name in (ANNOTATIONS, INCOMPLETE_ANNOTATIONS, OVERLAY):
-        (folder / name).unlink(missing_ok=True)
 
 
 def _has_images(folder: Path) -> bool:

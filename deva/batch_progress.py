@@ -1,14 +1,17 @@
-"""The progress bar of ``deva batch``: videos done of all, frames/s over this run."""
+"""The terminal side of ``deva batch``: the progress bar (videos done of all, frames/s over
+this run) and the summary tables."""
 
 from __future__ import annotations
 
 from types import TracebackType
 
-from rich.console import Console
+from rich import box
+from rich.console import Console, Group
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
-from deva.batch import VideoRecord
+from deva.batch import BatchReport, VideoRecord
 
 
 class BatchProgress:
@@ -68,3 +71,54 @@ class BatchProgress:
         elapsed = self._progress.tasks[0].elapsed or 1e-9
         frames = self._done_frames + self._live_frames
         self._progress.update(self._task, fps=frames / elapsed)
+
+
+def batch_tables(report: BatchReport) -> Group:
+    """The batch summary for the terminal (the same facts as ``report.to_markdown()``, which
+    goes to summary.md): the totals, one row per video, and the failures with their reasons."""
+    totals = Table(title="deva batch", title_justify="left", box=box.SIMPLE_HEAD)
+    columns = (
+        "videos",
+        "processed",
+        "skipped",
+        "ok",
+        "failed",
+        "frames",
+        "s",
+        "frames/s",
+        "workers",
+    )
+    for column in columns:
+        totals.add_column(column, justify="right")
+    succeeded = sum(v.status == "ok" for v in report.processed)
+    totals.add_row(
+        str(len(report.videos)),
+        str(len(report.processed)),
+        str(len(report.videos) - len(report.processed)),
+        str(succeeded),
+        str(len(report.failed)),
+        str(report.frames),
+        f"{report.seconds:.1f}",
+        f"{report.fps:.1f}",
+        str(report.workers),
+    )
+    videos = Table(box=box.SIMPLE_HEAD)
+    videos.add_column("video", overflow="fold")
+    videos.add_column("status")
+    for column in ("frames", "seconds", "frames/s"):
+        videos.add_column(column, justify="right")
+    colours = {"ok": "green", "failed": "red", "skipped": "dim"}
+    for v in report.videos:
+        rate = f"{v.frames / v.seconds:.1f}" if v.status == "ok" and v.seconds > 0 else "–"
+        seconds = f"{v.seconds:.1f}" if v.status != "skipped" else "–"
+        status = f"[{colours[v.status]}]{v.status}[/]"
+        videos.add_row(escape(v.name), status, str(v.frames), seconds, rate)
+    parts: list[Table] = [totals, videos]
+    if report.failed:
+        failures = Table(title="failures", title_justify="left", box=box.SIMPLE_HEAD)
+        failures.add_column("video", overflow="fold")
+        failures.add_column("reason", overflow="fold")
+        for v in report.failed:
+            failures.add_row(escape(v.name), escape(v.reason or ""))
+        parts.append(failures)
+    return Group(*parts)

@@ -2,29 +2,43 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import shlex
 import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from deva.cli_options import (
+    MODEL_DEFAULTS,
     AllowMissing,
     BoxThreshold,
+    Categories,
     ClipSize,
+    Contours,
     Detector,
     Device,
     DeviceName,
     Incremental,
     Keyframe,
     KeyframeName,
+    Labels,
+    LabelsName,
     MaxObjects,
     Model,
     ModeName,
     Output,
+    OverlayAlpha,
+    PlainUsage,
     PointsPerBatch,
     PointsPerSide,
     Precision,
@@ -33,6 +47,7 @@ from deva.cli_options import (
     Prompt,
     PropagatorName,
     Sam2Model,
+    SaveName,
     ScoreThreshold,
     SegmenterName,
     Size,
@@ -42,25 +57,35 @@ from deva.cli_options import (
 )
 from deva.cli_tasks import task_app
 from deva.config import TrackerConfig
-from deva.errors import DevaError
+from deva.errors import DevaError, OptionError
 from deva.segmenters.options import ModelOptions
 
 if TYPE_CHECKING:
     from rich.progress import TaskID
 
     from deva.io.frames import FrameSource
+    from deva.io.visualize import OverlayStyle
     from deva.tracker import GivenMasks, Tracker
     from deva.train.trainer import StepLog
+    from deva.types import FrameResult
 
+# Plain (click) help, not rich panels: it wraps to the terminal instead of truncating model ids
+# at 80 columns, and shows real flags instead of <bool> placeholders.
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
+    rich_markup_mode=None,
     help="deva: track anything in a video with an image segmenter + temporal propagation.",
 )
-eval_app = typer.Typer(no_args_is_help=True, help="Score results against a benchmark.")
+eval_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="Score results against a benchmark."
+)
 app.add_typer(eval_app, name="eval")
 app.add_typer(task_app, name="run-task")
 console = Console(stderr=True)
+# The default motion segmenter sees nothing on the first frame (no motion yet) and the default
+# semi-online vote needs it on two more: shorter videos come out empty (measured on the demo).
+MOTION_MIN_FRAMES = 3
 
 
 class DavisTask(StrEnum):
@@ -94,14 +119,15 @@ class VpqShortVideos(StrEnum):
     skip = "skip"
 
 
-@app.command()
+@app.command(cls=PlainUsage, epilog=MODEL_DEFAULTS)
 def track(
     ctx: typer.Context,
     input: Annotated[
         str,
         typer.Argument(
+            metavar="INPUT",
             help="Video file, folder of frames, a glob, or live: a camera index (0) or a stream "
-            "URL (rtsp://, http://...; Ctrl-C ends it and finishes the outputs)."
+            "URL (rtsp://, http://...; Ctrl-C ends it and finishes the outputs).",
         ),
     ],
     output: Output,
@@ -146,7 +172,10 @@ def track(
     ] = PropagatorName.flow,
     checkpoint: Annotated[
         str | None,
-        typer.Option(help="Network weights: DEVA-propagation.pth or a Hugging Face hub id."),
+        typer.Option(
+            metavar="FILE|ID",
+            help="Network weights: DEVA-propagation.pth (see README) or a Hugging Face hub id.",
+        ),
     ] = None,
     device: Annotated[
         DeviceName,
@@ -201,6 +230,27 @@ def track(
             "starts over if there is none.",
         ),
     ] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="OUTPUT holds an earlier run: remove what deva wrote there (masks/, "
+            "annotations, videos, objects/) first; other files stay.",
+        ),
+    ] = False,
+    save: Annotated[
+        list[SaveName] | None,
+        typer.Option(
+            metavar="per-object|cutout",
+            help="Extra outputs (repeatable): per-object = objects/<id>/<frame>.png, one "
+            "binary mask folder per object; cutout = cutout.webm, the objects on a "
+            "transparent background.",
+        ),
+    ] = None,
+    overlay_alpha: OverlayAlpha = 0.5,
+    contours: Contours = True,
+    labels: Labels = LabelsName.both,
+    categories: Categories = None,
     verbose: Verbose = False,
 ) -> None:
     """Track every object of INPUT; write masks/, annotations.json and overlay.mp4 to OUTPUT."""
@@ -211,6 +261,9 @@ def track(
     from deva.tracker import Tracker
 
     def run() -> None:
+        from deva.io.visualize import OverlayStyle
+
+        style = OverlayStyle(alpha=overlay_alpha, contours=contours, labels=labels.value)
         config = _tracker_config(
             ctx,
             segmenter,
@@ -273,17 +326,29 @@ def track(
             sam2_model=sam2,
             precision=precision.value,
         )
+        if categories is not None:
+            _name_categories(image_model, categories)
         tracker = Tracker(image_model, temporal, config)
-        written = _write_run(
-            tracker,
-            frames,
-            output,
-            video=video,
-            given_masks=given,
-            checkpoint_every=checkpoint_every,
-            resume=resume,
-        )
-        console.print(f"[green]{written} frames[/green] tracked -> {output}")
+        saving = set(save or ())
+        try:
+            summary = _write_run(
+                tracker,
+                frames,
+                output,
+                video=video,
+                given_masks=given,
+                checkpoint_every=checkpoint_every,
+                resume=resume,
+                overwrite=overwrite,
+                per_object=SaveName.per_object in saving,
+                cutout=SaveName.cutout in saving,
+                style=style,
+                options=_recorded_options(ctx),
+            )
+        except KeyboardInterrupt:
+            _interrupted(ctx, output, checkpoint_every)
+            raise typer.Exit(130) from None
+        _report(summary, output, tracker, frames, given is not None)
 
     _guarded(run)
 
@@ -332,22 +397,23 @@ def demo(output: Output = Path("deva_demo_output")) -> None:
 
         frames = open_frames(render_demo_clip())
         tracker = Tracker(MotionSegmenter(), make_propagator("flow"), TrackerConfig())
-        written = _write_run(tracker, frames, output, video=True)
-        console.print(f"[green]{written} frames[/green] tracked.")
+        summary = _write_run(tracker, frames, output, video=True, overwrite=True)
+        console.print(f"{summary.describe()}.")
         console.print(f"overlay video: {output / 'overlay.mp4'}")
         console.print(f"masks: {output / 'masks'}   annotations: {output / 'annotations.json'}")
 
     _guarded(run)
 
 
-@app.command()
+@app.command(cls=PlainUsage, epilog=MODEL_DEFAULTS)
 def batch(
     ctx: typer.Context,
     input: Annotated[
         Path,
         typer.Argument(
+            metavar="INPUT",
             help="Folder of videos (video files and sub-folders of frames) or a .txt file "
-            "listing one video or frame folder per line."
+            "listing one video or frame folder per line.",
         ),
     ],
     output: Annotated[
@@ -417,7 +483,7 @@ def batch(
 
     def run() -> None:
         from deva.batch import SUMMARY, run_batch
-        from deva.batch_progress import BatchProgress
+        from deva.batch_progress import BatchProgress, batch_tables
 
         config = _tracker_config(
             ctx,
@@ -466,7 +532,7 @@ def batch(
                 on_video=progress.on_video,
                 on_frame=progress.on_frame,
             )
-        typer.echo(report.to_markdown())
+        Console(highlight=False).print(batch_tables(report))
         console.print(f"summary: {output / SUMMARY}   manifest: {output / 'manifest.json'}")
         if not report.ok:
             raise typer.Exit(1)
@@ -480,10 +546,13 @@ class ExportFormat(StrEnum):
     cvat = "cvat"
 
 
-@app.command()
+@app.command(cls=PlainUsage)
 def export(
     results: Annotated[
-        Path, typer.Argument(help="A deva track output folder (coco: also a deva batch output).")
+        Path,
+        typer.Argument(
+            metavar="RESULTS", help="A deva track output folder (coco: also a deva batch output)."
+        ),
     ],
     format: Annotated[
         ExportFormat,
@@ -535,11 +604,12 @@ def web(
     _guarded(run)
 
 
-@app.command("train")
+@app.command("train", cls=PlainUsage)
 def train_command(
     config: Annotated[
         Path | None,
         typer.Argument(
+            metavar="CONFIG",
             help="Training config (TOML; write one with deva train-config). With --resume it "
             "may be left out or be the run folder itself.",
         ),
@@ -678,7 +748,14 @@ class _TrainProgress:
 
 @eval_app.command("davis")
 def eval_davis(
-    results: Annotated[Path, typer.Option(help="Folder with one sub-folder of masks per video.")],
+    results: Annotated[
+        Path,
+        typer.Option(
+            metavar="DIR",
+            help="Folder with one sub-folder of masks per sequence (RESULTS/<sequence>/[masks/]"
+            "<frame>.png), or one deva track output with --sequence.",
+        ),
+    ],
     davis_root: Annotated[Path, typer.Option(help="DAVIS root (with Annotations/<res>/).")],
     task: Annotated[DavisTask, typer.Option(help="Protocol.")] = DavisTask.unsupervised,
     match: Annotated[
@@ -720,26 +797,66 @@ def eval_davis(
             "or all = every id of any frame."
         ),
     ] = None,
+    sequence: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME",
+            help="RESULTS is one deva track output folder, of this DAVIS sequence (e.g. "
+            "blackswan).",
+        ),
+    ] = None,
 ) -> None:
     """J (region IoU) and F (boundary) per sequence and their means, as davis2017-evaluation."""
     _logging(False)
     from deva.eval.davis import evaluate_davis
 
     def run() -> None:
-        report = evaluate_davis(
-            results,
-            davis_root,
-            task=task.value,
-            match=match.value if match else None,
-            resolution=resolution,
-            image_set=image_set,
-            subset=subset,
-            void=void.value if void else None,
-            objects=objects.value if objects else None,
-        )
+        with _davis_results(results, sequence) as (root, sequences):
+            report = evaluate_davis(
+                root,
+                davis_root,
+                task=task.value,
+                match=match.value if match else None,
+                resolution=resolution,
+                sequences=sequences,
+                image_set=image_set,
+                subset=subset,
+                void=void.value if void else None,
+                objects=objects.value if objects else None,
+            )
         typer.echo(report.to_markdown())
 
     _guarded(run)
+
+
+@contextlib.contextmanager
+def _davis_results(results: Path, sequence: str | None) -> Iterator[tuple[Path, list[str] | None]]:
+    """The results root and sequences evaluate_davis reads. One ``deva track`` output (masks/
+    inside) is scored as ``sequence`` through a temporary ``<sequence>`` link to it; without
+    --sequence it is one clear error saying the layout, not "no sequence matches"."""
+    from deva.io.run_folder import ANNOTATIONS, MASKS
+
+    single = (results / MASKS).is_dir() or (results / ANNOTATIONS).is_file()
+    if sequence is None:
+        if single:
+            raise DevaError(
+                f"{results}: one deva track output; name its DAVIS sequence with --sequence NAME, "
+                "or give a folder with one sub-folder per sequence (RESULTS/<sequence>/[masks/]"
+                "<frame>.png)"
+            )
+        yield results, None
+        return
+    if not results.is_dir():
+        raise DevaError(f"{results}: results folder not found")
+    if not sequence or "/" in sequence or sequence.startswith("."):
+        raise DevaError(f"--sequence must be a DAVIS sequence name, got {sequence!r}")
+    with tempfile.TemporaryDirectory(prefix="deva-eval-") as temp:
+        link = Path(temp) / sequence
+        link.symlink_to(results.resolve(), target_is_directory=True)
+        try:
+            yield Path(temp), [sequence]
+        except DevaError as err:  # name the user's folder, not the link
+            raise DevaError(str(err).replace(str(link), str(results))) from err
 
 
 @eval_app.command("vipseg")
@@ -835,6 +952,19 @@ def eval_burst(
     _guarded(run)
 
 
+@dataclass(frozen=True)
+class _RunSummary:
+    """What a ``deva track`` run did: frames written, distinct objects, seconds."""
+
+    frames: int
+    objects: int
+    seconds: float
+
+    def describe(self) -> str:
+        rate = f", {self.frames / self.seconds:.1f} frames/s" if self.seconds > 0 else ""
+        return f"tracked {_count(self.objects, 'object')} in {_count(self.frames, 'frame')}{rate}"
+
+
 def _write_run(
     tracker: Tracker,
     frames: FrameSource,
@@ -844,9 +974,14 @@ def _write_run(
     given_masks: GivenMasks | None = None,
     checkpoint_every: int = 0,
     resume: bool = False,
-) -> int:
+    overwrite: bool = False,
+    per_object: bool = False,
+    cutout: bool = False,
+    style: OverlayStyle | None = None,
+    options: dict[str, object] | None = None,
+) -> _RunSummary:
     """Track ``frames`` into ``output`` with a progress bar (frames/s, this session's frames);
-    returns the frames written in all."""
+    returns what was written (frames in all, objects seen in this session)."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -864,14 +999,17 @@ def _write_run(
         TextColumn("{task.fields[fps]:.1f} frames/s"),
         TimeElapsedColumn(),
     )
+    objects: set[int] = set()
+    start = time.perf_counter()
     with Progress(*columns, console=console, disable=not console.is_terminal) as progress:
         task = progress.add_task("track", total=frames.num_frames, fps=0.0)
 
-        def advance(_: object) -> None:
+        def advance(result: FrameResult) -> None:
+            objects.update(result.object_ids)
             done = progress.tasks[0].completed + 1
             progress.update(task, completed=done, fps=done / (progress.tasks[0].elapsed or 1e-9))
 
-        return track_to_folder(
+        written = track_to_folder(
             tracker,
             frames,
             output,
@@ -880,7 +1018,169 @@ def _write_run(
             given_masks=given_masks,
             checkpoint_every=checkpoint_every,
             resume=resume,
+            overwrite=overwrite,
+            per_object=per_object,
+            cutout=cutout,
+            style=style,
+            options=options,
         )
+    return _RunSummary(written, len(objects), time.perf_counter() - start)
+
+
+def _report(
+    summary: _RunSummary, output: Path, tracker: Tracker, frames: FrameSource, given: bool
+) -> None:
+    """The one-line summary of a track run, and a warning saying why when nothing was found."""
+    from deva.io.run_folder import CUTOUT, OBJECTS, OVERLAY
+
+    written = ["masks/", "annotations.json"]
+    written += [name for name in (OVERLAY, CUTOUT) if (output / name).is_file()]
+    written += [f"{OBJECTS}/"] if (output / OBJECTS).is_dir() else []
+    console.print(
+        f"[green]{summary.describe()}[/green] -> {escape(str(output))}/ ({', '.join(written)})",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if summary.objects == 0 and summary.frames > 0:
+        reason = _why_nothing(tracker, frames.num_frames or summary.frames, given)
+        console.print(f"[yellow]warning:[/yellow] no objects found: {reason}", soft_wrap=True)
+
+
+def _why_nothing(tracker: Tracker, frames: int, given: bool) -> str:
+    """Why a run found no object, in terms of what the user can change."""
+    from deva.segmenters.motion import MotionSegmenter
+    from deva.segmenters.precomputed import PrecomputedSegmenter
+
+    segmenter = tracker.segmenter
+    if isinstance(segmenter, MotionSegmenter):
+        if frames < MOTION_MIN_FRAMES:
+            return (
+                f"the default motion segmenter sees objects by their motion between frames and "
+                f"needs at least {MOTION_MIN_FRAMES} frames; this video has {frames}. Track a "
+                "longer video, or name the objects: --init-masks, --detections or --segmenter "
+                "auto/text"
+            )
+        return (
+            f"nothing moved against the background in {_count(frames, 'frame')} (motion is "
+            "the default segmenter's only cue); for still objects use --segmenter auto/text, "
+            "--detections or --init-masks"
+        )
+    if isinstance(segmenter, PrecomputedSegmenter):
+        return (
+            "the detections hold no segment on the frames read (every --detect-every "
+            f"{tracker.config.detect_every} frames); check the detection PNGs are not all 0"
+        )
+    if segmenter is None and given:
+        return "the --init-masks PNGs hold no object (all 0) on frames named like the video's"
+    return (
+        f"the image segmenter found nothing (--segmenter {type(segmenter).__name__}); try a "
+        "lower threshold or another model"
+    )
+
+
+def _interrupted(ctx: typer.Context, output: Path, checkpoint_every: int) -> None:
+    """Ctrl-C during a track run: what was kept, and the command that continues it."""
+    from deva.io.run_folder import CHECKPOINT, MASKS
+
+    kept = len(list((output / MASKS).glob("*.png"))) if (output / MASKS).is_dir() else 0
+    command = _command_line(ctx, drop=("resume", "overwrite"))
+    head = f"[yellow]interrupted[/yellow] after {_count(kept, 'frame')} (kept in {output})"
+    if (output / CHECKPOINT).is_file():
+        advice = "; continue where it stopped with:"
+        tail = f"{command} --resume"
+    elif checkpoint_every > 0:
+        advice = " before its first checkpoint; --resume starts it over:"
+        tail = f"{command} --resume"
+    else:
+        advice = (
+            "; the run saved no checkpoint, so it starts over (--checkpoint-every N lets "
+            "--resume continue where a run stopped):"
+        )
+        command = _command_line(ctx, drop=("resume", "overwrite", "checkpoint_every"))
+        tail = f"{command} --checkpoint-every 100 --resume"
+    console.print(head + escape(advice), highlight=False, soft_wrap=True)
+    console.print(f"  {escape(tail)}", highlight=False, soft_wrap=True)
+
+
+def _command_line(ctx: typer.Context, *, drop: tuple[str, ...] = ()) -> str:
+    """The ``deva`` command as the user gave it (options set on the command line only), for
+    messages that say how to rerun it."""
+    names, node = [], ctx
+    while node.parent is not None:  # the root's name is how Python was called: say deva
+        names.insert(0, node.info_name or "")
+        node = node.parent
+    words = ["deva", *names]
+    for param in ctx.command.params:
+        name = param.name or ""
+        if name in drop or _source(ctx, name) != "COMMANDLINE":
+            continue
+        value = ctx.params.get(name)
+        if param.param_type_name != "option":
+            words.append(_word(value))
+            continue
+        values = value if isinstance(value, list | tuple) else [value]
+        for item in values:
+            if isinstance(item, bool) and getattr(param, "is_flag", False):
+                flags = param.opts if item else (param.secondary_opts or param.opts)
+                words.append(_long(flags))
+            else:
+                words += [_long(param.opts), _word(item)]
+    return shlex.join(words)
+
+
+def _long(flags: list[str]) -> str:
+    return next((f for f in flags if f.startswith("--")), flags[0])
+
+
+def _word(value: object) -> str:
+    return str(value.value if isinstance(value, StrEnum) else value)
+
+
+def _source(ctx: typer.Context, name: str) -> str:
+    return getattr(ctx.get_parameter_source(name), "name", "DEFAULT")
+
+
+def _recorded_options(ctx: typer.Context) -> dict[str, object]:
+    """The track options as used (for annotations.json), minus those that only steer the run
+    (output, resume, overwrite, logging): a resumed run records the same as an uninterrupted
+    one."""
+    skipped = {"input", "output", "resume", "overwrite", "verbose", "checkpoint_every"}
+    recorded: dict[str, object] = {}
+    for name, value in ctx.params.items():
+        if name in skipped:
+            continue
+        if isinstance(value, list | tuple):
+            value = [_word(v) for v in value]
+        elif isinstance(value, StrEnum | Path):
+            value = _word(value)
+        recorded[name] = value
+    return recorded
+
+
+def _name_categories(segmenter: object, path: Path) -> None:
+    """Give ``segmenter`` the category names of the JSON file ``path`` (--categories)."""
+    from deva.io.json_file import read_json
+
+    data = read_json(path)
+    try:
+        if isinstance(data, dict):
+            names = {int(k): str(v) for k, v in data.items()}
+        else:
+            names = {int(c["id"]): str(c["name"]) for c in data}
+    except (TypeError, ValueError, KeyError) as err:
+        raise DevaError(
+            f'{path}: category names must be {{"1": "person", ...}} or [{{"id": 1, "name": '
+            f'"person"}}, ...] ({err!r})'
+        ) from err
+    if segmenter is None:
+        raise DevaError("--categories names the image segmenter's categories, but none runs")
+    current = getattr(segmenter, "category_names", None) or {}
+    segmenter.category_names = {**current, **names}  # type: ignore[attr-defined]
+
+
+def _count(number: int, noun: str) -> str:
+    """``1 frame``, ``2 frames``."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _tracker_config(
@@ -901,33 +1201,50 @@ def _tracker_config(
         source = ctx.get_parameter_source(name)  # typer may ship its own click: compare names
         if getattr(source, "name", "DEFAULT") in ("DEFAULT", "DEFAULT_MAP"):
             tunable[name] = value
-    return TrackerConfig(
+    config = TrackerConfig(
         mode=mode.value,
         clip_size=clip_size,
         keyframe=keyframe.value,
         size=size,
         **tunable,  # type: ignore[arg-type]
     )
+    for warning in clip_warnings(config, clip_size_given=_source(ctx, "clip_size") != "DEFAULT"):
+        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
+    return config
+
+
+def clip_warnings(config: TrackerConfig, *, clip_size_given: bool) -> list[str]:
+    """--clip-size that does not take effect as given: capped at --detect-every (a clip ends
+    where the next one starts) or unused in online mode."""
+    if config.mode == "online":
+        if clip_size_given:
+            return ["--clip-size is not used in online mode (each detection is merged alone)"]
+        return []
+    if config.clip_size > config.detect_every:
+        return [
+            f"--clip-size {config.clip_size} is above --detect-every {config.detect_every}: "
+            f"clips hold {config.detect_every} frames (a clip ends where the next one starts)"
+        ]
+    return []
 
 
 def _guarded(run: object) -> None:
-    """Run; a DevaError becomes one line on stderr and exit code 2."""
+    """Run; a DevaError becomes one line on stderr and exit code 2 (an option named by its
+    flag, not its Python name)."""
     try:
         run()
     except DevaError as err:
-        console.print(f"[red]error:[/red] {_printable(err)}", highlight=False, soft_wrap=True)
+        text = _printable(err.command_line() if isinstance(err, OptionError) else str(err))
+        console.print(f"[red]error:[/red] {text}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/yellow]: finished frames were kept.")
         raise typer.Exit(130) from None
 
 
-def _printable(err: DevaError) -> str:
+def _printable(text: str) -> str:
     """The message as one line of literal text: rich markup in paths (``[x]``) escaped, bytes
     of non-UTF-8 file names shown as ``\\xff``, line breaks flattened."""
-    from rich.markup import escape
-
-    text = str(err)
     try:
         raw = text.encode("utf-8", "surrogateescape")
     except UnicodeEncodeError:  # a surrogate that is no escaped byte (from JSON, say)

@@ -16,7 +16,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from deva.cli_options import ClipSize, Device, DeviceName, ModeName, Output, Size, Verbose
+from deva.cli_options import (
+    ClipSize,
+    Device,
+    DeviceName,
+    ModeName,
+    Output,
+    PlainUsage,
+    Size,
+    Verbose,
+)
 from deva.config import TrackerConfig
 
 if TYPE_CHECKING:
@@ -24,6 +33,7 @@ if TYPE_CHECKING:
 
 task_app = typer.Typer(
     no_args_is_help=True,
+    rich_markup_mode=None,
     help="Run a benchmark protocol over a whole dataset (VIPSeg, BURST, DAVIS, Ref-VOS) and "
     "write the layout its evaluator reads.",
 )
@@ -36,7 +46,9 @@ class _Propagator(StrEnum):
     network = "network"
 
 
-Images = Annotated[Path, typer.Argument(help="Dataset image root: <video>/<frame>.jpg.")]
+Images = Annotated[
+    Path, typer.Argument(metavar="IMAGES", help="Dataset image root: <video>/<frame>.jpg.")
+]
 Dets = Annotated[
     Path,
     typer.Option(
@@ -57,9 +69,20 @@ ModeOpt = Annotated[
 DetectEvery = Annotated[int, typer.Option(help="Merge detections every N frames.")]
 MaxMissed = Annotated[int, typer.Option(help="Delete after more than N missed detections.")]
 AllowMissing = Annotated[
-    bool, typer.Option(help="A frame without a detection PNG gets an empty detection.")
+    bool,
+    typer.Option(
+        help="A frame without a detection PNG gets an empty detection.", show_default="off"
+    ),
 ]
 NumFrames = Annotated[int, typer.Option("--n-frames", help="Frames sampled for the consensus.")]
+Overwrite = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite",
+        help="OUTPUT holds an earlier run: remove what deva wrote there (PNGs, pred.json, "
+        "burst_predictions.json, submission.zip) first; other files stay.",
+    ),
+]
 
 
 @dataclass(frozen=True)
@@ -71,6 +94,7 @@ class _Shared:
     checkpoint: str | None
     device: DeviceName
     verbose: bool
+    overwrite: bool
     runner_args: dict[str, object]
 
     def run(
@@ -85,13 +109,14 @@ class _Shared:
     ) -> None:
         """``runner(images, source, output, ...)`` with a progress bar; DevaErrors become one
         line and exit code 2. ``propagator_options``: extra ``make_propagator`` arguments."""
-        from deva.cli import _guarded, _logging, console
+        from deva.cli import _count, _guarded, _logging, console
 
         _logging(self.verbose)
 
         def run() -> None:
             from deva.api import make_propagator
 
+            _check_output(output, overwrite=self.overwrite)
             with _progress_bar() as progress:
                 propagator = make_propagator(
                     self.propagator.value,
@@ -108,7 +133,7 @@ class _Shared:
                     **self.runner_args,
                     **args,
                 )
-            console.print(f"[green]{frames} frames[/green] written -> {output}")
+            console.print(f"[green]{_count(frames, 'frame')}[/green] written -> {output}")
 
         _guarded(run)
 
@@ -123,9 +148,12 @@ def _detection_options(
     max_missed: MaxMissed = TrackerConfig.max_missed,
     size: Size = TrackerConfig.size,
     allow_missing: AllowMissing = False,
+    overwrite: Overwrite = False,
     verbose: Verbose = False,
 ) -> _Shared:
     """The options of the tasks that merge per-frame detections."""
+    from deva.cli import clip_warnings, console
+
     config = TrackerConfig(
         mode=mode.value,
         detect_every=detect_every,
@@ -133,8 +161,11 @@ def _detection_options(
         max_missed=max_missed,
         size=size,
     )
+    given = clip_size != TrackerConfig.clip_size
+    for warning in clip_warnings(config, clip_size_given=given):
+        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
     runner_args = {"config": config, "allow_missing": allow_missing}
-    return _Shared(propagator, checkpoint, device, verbose, runner_args)
+    return _Shared(propagator, checkpoint, device, verbose, overwrite, runner_args)
 
 
 def _soft_mask_options(
@@ -142,10 +173,28 @@ def _soft_mask_options(
     checkpoint: Checkpoint = None,
     device: Device = DeviceName.auto,
     size: Size = TrackerConfig.size,
+    overwrite: Overwrite = False,
     verbose: Verbose = False,
 ) -> _Shared:
     """The options of the tasks that vote a consensus over soft masks."""
-    return _Shared(propagator, checkpoint, device, verbose, {"size": size})
+    return _Shared(propagator, checkpoint, device, verbose, overwrite, {"size": size})
+
+
+def _check_output(output: Path, *, overwrite: bool) -> None:
+    """Refuse an output folder holding an earlier run's results (its extra frames or videos
+    would be scored with this run's), or with --overwrite remove exactly those first."""
+    from deva.errors import DevaError
+    from deva.io.run_folder import clear_task_outputs, task_outputs
+
+    earlier = next(task_outputs(output), None)
+    if earlier is None:
+        return
+    if not overwrite:
+        raise DevaError(
+            f"{output}: already holds an earlier run's results (e.g. {earlier}); add "
+            "--overwrite to replace them, or choose another --output"
+        )
+    clear_task_outputs(output)
 
 
 def _with(
@@ -174,7 +223,7 @@ def _with(
     return decorate
 
 
-@task_app.command("vipseg")
+@task_app.command("vipseg", cls=PlainUsage)
 @_with(_detection_options)
 def vipseg(
     images: Images,
@@ -214,10 +263,13 @@ def vipseg(
     )
 
 
-@task_app.command("burst")
+@task_app.command("burst", cls=PlainUsage)
 @_with(_detection_options)
 def burst(
-    images: Annotated[Path, typer.Argument(help="BURST image root: <dataset>/<seq>/<frame>.jpg.")],
+    images: Annotated[
+        Path,
+        typer.Argument(metavar="IMAGES", help="BURST image root: <dataset>/<seq>/<frame>.jpg."),
+    ],
     output: Output,
     detections: Annotated[
         Path, typer.Option(help="Detection root: <dataset>/<seq>/<frame>.png + JSON with scores.")
@@ -247,7 +299,7 @@ def burst(
     )
 
 
-@task_app.command("davis17-unsup")
+@task_app.command("davis17-unsup", cls=PlainUsage)
 @_with(_detection_options)
 def davis17_unsup(
     images: Images,
@@ -264,7 +316,7 @@ def davis17_unsup(
     shared.run(run_davis17_unsup, images, detections, output, max_ids=max_ids)
 
 
-@task_app.command("davis16-saliency")
+@task_app.command("davis16-saliency", cls=PlainUsage)
 @_with(_soft_mask_options)
 def davis16_saliency(
     images: Images,
@@ -283,7 +335,7 @@ def davis16_saliency(
     shared.run(run_davis16_saliency, images, masks, output, num_samples=n_frames)
 
 
-@task_app.command("ref-davis")
+@task_app.command("ref-davis", cls=PlainUsage)
 @_with(_soft_mask_options)
 def ref_davis(
     images: Images,
@@ -301,7 +353,7 @@ def ref_davis(
     shared.run(run_ref_davis, images, masks, output, num_samples=n_frames)
 
 
-@task_app.command("ref-youtube")
+@task_app.command("ref-youtube", cls=PlainUsage)
 @_with(_soft_mask_options)
 def ref_youtube(
     images: Images,

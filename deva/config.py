@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from deva.errors import DevaError
+from deva.errors import DevaError, OptionError
 
 Mode = Literal["semionline", "online"]
 MODES: tuple[str, ...] = ("semionline", "online")
@@ -65,14 +65,16 @@ class TrackerConfig:
                 f"unknown keyframe {self.keyframe!r}; available: {', '.join(KEYFRAMES)}"
             )
         if self.clip_size < 1:
-            raise DevaError(f"clip_size must be >= 1, got {self.clip_size}")
+            raise OptionError("clip_size", f"must be >= 1, got {self.clip_size}")
         if self.detect_every < 1:
-            raise DevaError(f"detect_every must be >= 1, got {self.detect_every}")
+            raise OptionError("detect_every", f"must be >= 1, got {self.detect_every}")
         if self.max_missed < 0:
-            raise DevaError(f"max_missed must be >= 0, got {self.max_missed}")
+            raise OptionError("max_missed", f"must be >= 0, got {self.max_missed}")
         if self.max_objects < 0:
-            raise DevaError(f"max_objects must be >= 0 (0 = unlimited), got {self.max_objects}")
+            raise OptionError(
+                "max_objects", f"must be >= 0 (0 = unlimited), got {self.max_objects}"
+            )
         if not 0.0 <= self.iou_threshold < 1.0:
-            raise DevaError(f"iou_threshold must be in [0, 1), got {self.iou_threshold}")
+            raise OptionError("iou_threshold", f"must be in [0, 1), got {self.iou_threshold}")
         if self.size != -1 and self.size < 16:
-            raise DevaError(f"size must be -1 (native) or >= 16, got {self.size}")
+            raise OptionError("size", f"must be -1 (native) or >= 16, got {self.size}")

@@ -21,13 +21,14 @@ import torch
 
 from deva.errors import DevaError
 from deva.io.atomic import atomic_path, write_errors
+from deva.io.run_folder import CHECKPOINT, INCOMPLETE_ANNOTATIONS
 from deva.io.writer import WriterPosition
 from deva.segmenters.base import SequentialSegmenter
 from deva.tracker import GivenMasks, Tracker, TrackerState
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT = ".deva-resume.pt"
+__all__ = ["CHECKPOINT", "RunCheckpoint", "load_checkpoint", "save_checkpoint"]
 _VERSION = 1
 
 
@@ -133,16 +134,47 @@ def load_checkpoint(directory: Path, fingerprint: dict[str, Any]) -> RunCheckpoi
         raise DevaError(f"{path}: not a readable deva checkpoint ({err}); delete it") from err
     if not isinstance(payload, dict) or payload.get("version") != _VERSION:
         raise DevaError(f"{path}: not a deva checkpoint of this version; delete it to start over")
-    saved = payload["fingerprint"]
-    changed = sorted(k for k in fingerprint if saved.get(k) != fingerprint[k])
+    changed = fingerprint_changes(payload["fingerprint"], fingerprint)
     if changed:
-        details = "; ".join(f"{k}: was {saved.get(k)!r}, now {fingerprint[k]!r}" for k in changed)
         raise DevaError(
-            f"{path} belongs to a run with other settings ({details}); rerun with the same "
-            f"input and options, or delete {path.name} to start over"
+            f"{path} belongs to a run with other settings ({'; '.join(changed)}); rerun with "
+            "the same input and options, or use --overwrite to start over"
         )
     fields = {f.name for f in dataclasses.fields(RunCheckpoint)}
     return RunCheckpoint(**{k: v for k, v in payload.items() if k in fields})
+
+
+def fingerprint_changes(saved: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+    """``--detect-every: was 5, now 3`` for each setting that differs (config keys one by one,
+    named as flags; the input as ``input``), so a refusal names the key, not two dicts."""
+    flat_saved, flat_now = _flatten(saved), _flatten(now)
+    keys = sorted(set(flat_saved) | set(flat_now))
+    return [
+        f"{_flag(k)}: was {flat_saved.get(k)!r}, now {flat_now.get(k)!r}"
+        for k in keys
+        if flat_saved.get(k) != flat_now.get(k)
+    ]
+
+
+def _flatten(fingerprint: Mapping[str, Any]) -> dict[str, Any]:
+    flat = {k: v for k, v in fingerprint.items() if k != "config"}
+    flat.update(fingerprint.get("config") or {})
+    return flat
+
+
+def _flag(key: str) -> str:
+    """The command-line name of a fingerprint key."""
+    from deva.errors import flag_name
+
+    return "input" if key == "source" else flag_name(key)
+
+
+def stream_exists(directory: Path, position: WriterPosition) -> bool:
+    """Whether the checkpoint's annotation stream is still there to continue: the hidden stream
+    (after a kill) or annotations.incomplete.json (the stream moved there by a clean stop)."""
+    return (directory / position.partial_name).is_file() or (
+        directory / INCOMPLETE_ANNOTATIONS
+    ).is_file()
 
 
 def remove_checkpoint(directory: Path) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from deva.errors import DevaError
+from deva.errors import DevaError, OptionError
 
 __all__ = [
     "SALIENT_PROBABILITY",
@@ -38,7 +38,7 @@ def sample_indices(num_frames: int, num_samples: int) -> list[int]:
     if num_frames < 1:
         raise DevaError(f"a video needs at least one frame, got {num_frames}")
     if num_samples < 1:
-        raise DevaError(f"the number of voting frames must be >= 1, got {num_samples}")
+        raise OptionError("num_samples", f"(voting frames) must be >= 1, got {num_samples}")
     n = min(num_samples, num_frames)
     return [i * num_frames // n + num_frames // (2 * n) for i in range(n)]
 

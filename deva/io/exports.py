@@ -52,12 +52,16 @@ class RunFrame:
 
 
 class TrackingRun:
-    """A finished ``deva track`` output folder (masks/ + annotations.json), read lazily."""
+    """A finished ``deva track`` output folder (masks/ + annotations.json), read lazily.
+    ``name``: the tracked video's (from annotations.json), else the folder's."""
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
-        self.name = self.folder.resolve().name
-        records = _read_annotations(self.folder)
+        data = _read_annotations(self.folder)
+        records = data["frames"]
+        given = data.get("input")
+        recorded = given.get("name") if isinstance(given, dict) else None
+        self.name = str(recorded) if recorded else self.folder.resolve().name
         self._frames: list[tuple[int, str]] = []
         tracks: dict[int, Track] = {}
         for number, record in enumerate(records):
@@ -141,7 +145,7 @@ def export_results(
     if format != "coco" and len(runs) > 1:
         raise DevaError(
             f"{results}: a batch output with {len(runs)} videos; {format} holds one video, so "
-            f"export each one, e.g. deva export --format {format} {Path(results) / runs[0].name}"
+            f"export each one, e.g. deva export --format {format} {runs[0].folder}"
         )
     target = Path(output) if output is not None else Path(results) / DEFAULT_NAMES[format]
     if target.is_dir():
@@ -357,7 +361,7 @@ def _cvat_attrs(frame: int, *, outside: bool, shape: dict[str, str]) -> dict[str
 # Shared
 
 
-def _read_annotations(folder: Path) -> list[dict[str, Any]]:
+def _read_annotations(folder: Path) -> dict[str, Any]:
     if not folder.is_dir():
         raise DevaError(f"{folder}: no such folder")
     path = folder / ANNOTATIONS
@@ -376,7 +380,7 @@ def _read_annotations(folder: Path) -> list[dict[str, Any]]:
         raise DevaError(f"{path}: unreadable ({err})") from err
     if not isinstance(data, dict) or not isinstance(data.get("frames"), list):
         raise DevaError(f'{path}: not deva annotations (no "frames" list)')
-    return data["frames"]
+    return data
 
 
 def _categories(tracks: Sequence[Track]) -> tuple[dict[int, str], int]:

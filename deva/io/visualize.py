@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import colorsys
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -20,6 +21,36 @@ _FONT = cv2.FONT_HERSHEY_SIMPLEX
 # Above this many pixels a mask is downscaled before the distance transform: the label only
 # needs a point near the centre of the thickest part, not the exact maximum.
 _DISTANCE_MAX_PIXELS = 128 * 128
+LABELS: tuple[str, ...] = ("both", "id", "name", "none")
+
+
+@dataclass(frozen=True)
+class OverlayStyle:
+    """How the overlay video draws objects.
+
+    alpha: tint strength, 0 (no tint: with contours, an outline-only view) to 1 (solid colour).
+    contours: outline each object in a darker shade of its colour (wider on large frames).
+    labels: the text on each object: ``both`` (id and category name when known), ``id``,
+        ``name`` (the category name, the id when there is none) or ``none``.
+    """
+
+    alpha: float = 0.5
+    contours: bool = True
+    labels: str = "both"
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.alpha <= 1.0:
+            raise DevaError(f"--overlay-alpha must be within [0, 1], got {self.alpha}")
+        if self.labels not in LABELS:
+            raise DevaError(f"unknown labels {self.labels!r}; available: {', '.join(LABELS)}")
+
+    def label(self, object_id: int, category: str | None) -> str | None:
+        """The text drawn on an object, None for none."""
+        if self.labels == "none":
+            return None
+        if self.labels == "id" or category is None:
+            return str(object_id)
+        return category if self.labels == "name" else f"{object_id} {category}"
 
 
 def id_colour(object_id: int) -> tuple[int, int, int]:
@@ -92,13 +123,15 @@ def overlay(
     *,
     alpha: float = 0.5,
     draw_ids: bool = True,
-    labels: Mapping[int, str] | None = None,
+    labels: Mapping[int, str | None] | None = None,
+    contours: bool = True,
 ) -> np.ndarray:
     """A copy of RGB ``image`` with every non-zero id of ``ids`` tinted, outlined and labelled.
 
     Background (id 0) pixels are left exactly as they were; only the id/label text may cross
-    an object's edge. ``labels`` maps ids to the text drawn (default: the id itself). Hershey
-    fonts only draw ASCII; other characters show as ``?``.
+    an object's edge. ``labels`` maps ids to the text drawn (default: the id itself; None: no
+    text). The text is white with a black outline, readable on light and dark objects alike.
+    Hershey fonts only draw ASCII; other characters show as ``?``.
     """
     if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
         raise DevaError(f"overlay needs an (H, W, 3) image, got {_describe(image)}")
@@ -126,6 +159,8 @@ def overlay(
     out = cv2.copyTo(blended, mask, out)
 
     boxes = ndimage.find_objects(compact)
+    height, width = ids.shape
+    line = max(1, round(min(height, width) / 480))
     crops = []
     for label, box in enumerate(boxes, start=1):
         if box is None:
@@ -135,23 +170,39 @@ def overlay(
         xs = slice(max(box[1].start - 1, 0), box[1].stop + 1)
         crop = (compact[ys, xs] == label).astype(np.uint8)
         crops.append((label, crop, xs.start, ys.start))
-        contours, _ = cv2.findContours(
-            crop, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE, offset=(xs.start, ys.start)
-        )
-        # LINE_8 through the contour pixels, which are object pixels: the background stays put.
-        colour = tuple(int(c) for c in _outline_colour(colours[label]))
-        cv2.drawContours(out, contours, -1, colour, thickness=1, lineType=cv2.LINE_8)
+        if contours:
+            _outline(out, crop, xs.start, ys.start, colours[label], line)
 
     if draw_ids:
-        height, width = ids.shape
-        font_scale = max(0.4, min(height, width) / 960)
-        thickness = max(1, round(font_scale * 2))
+        font_scale = max(0.45, min(height, width) / 800)
+        thickness = max(1, round(font_scale * 1.5))
         for label, crop, x0, y0 in crops:
             object_id = object_ids[label - 1]
-            text = str(labels.get(object_id, object_id)) if labels else str(object_id)
+            text = labels.get(object_id, str(object_id)) if labels else str(object_id)
+            if text is None:
+                continue
             cx, cy = _deepest_point(crop, x0, y0)
-            _put_text_centred(out, text, cx, cy, font_scale, thickness)
+            _put_text_centred(out, str(text), cx, cy, font_scale, thickness)
     return out
+
+
+def _outline(
+    out: np.ndarray, crop: np.ndarray, x0: int, y0: int, colour: np.ndarray, width: int
+) -> None:
+    """Draw the object's outline ``width`` pixels wide, inside the object only: the pixels of
+    ``crop`` (a 0/1 object crop at (x0, y0)) within ``width`` of its edge take the outline
+    colour, so the background stays untouched."""
+    shade = _outline_colour(colour)
+    if width == 1:
+        found, _ = cv2.findContours(crop, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE, offset=(x0, y0))
+        # LINE_8 through the contour pixels, which are object pixels: the background stays put.
+        cv2.drawContours(out, found, -1, tuple(int(c) for c in shade), 1, cv2.LINE_8)
+        return
+    kernel = np.ones((2 * width - 1, 2 * width - 1), np.uint8)
+    inner = cv2.erode(crop, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    edge = (crop > inner).view(bool)
+    region = out[y0 : y0 + crop.shape[0], x0 : x0 + crop.shape[1]]
+    region[edge] = shade
 
 
 def _compact_ids(ids: np.ndarray) -> tuple[list[int], np.ndarray]:
@@ -184,13 +235,29 @@ def _outline_colour(colour: np.ndarray) -> np.ndarray:
 def _put_text_centred(
     out: np.ndarray, text: str, cx: int, cy: int, font_scale: float, thickness: int
 ) -> None:
-    """White text with a black outline centred on (cx, cy), shifted to stay inside the image."""
+    """White text with a black outline centred on (cx, cy), shifted to stay inside the image.
+
+    The outline is the text's mask dilated by ``2 * thickness`` pixels (at least 2) and drawn
+    first, so the text reads on white, black and busy backgrounds alike.
+    """
+    border = max(2, 2 * thickness)
     (text_w, text_h), baseline = cv2.getTextSize(text, _FONT, font_scale, thickness)
+    glyphs = np.zeros((text_h + baseline + 2 * border, text_w + 2 * border), np.uint8)
+    cv2.putText(
+        glyphs, text, (border, border + text_h), _FONT, font_scale, 255, thickness, cv2.LINE_AA
+    )
+    halo = cv2.dilate(glyphs, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * border + 1,) * 2))
     height, width = out.shape[:2]
-    x = min(max(cx - text_w // 2, 0), max(width - text_w, 0))
-    y = min(max(cy + text_h // 2, text_h), max(height - baseline, text_h))
-    cv2.putText(out, text, (x, y), _FONT, font_scale, (0, 0, 0), thickness + 2, cv2.LINE_AA)
-    cv2.putText(out, text, (x, y), _FONT, font_scale, (255, 255, 255), thickness, cv2.LINE_AA)
+    box_h, box_w = glyphs.shape
+    x = min(max(cx - box_w // 2, 0), max(width - box_w, 0))
+    y = min(max(cy - box_h // 2, 0), max(height - box_h, 0))
+    h, w = min(box_h, height - y), min(box_w, width - x)
+    region = out[y : y + h, x : x + w].astype(np.float32)
+    dark = halo[:h, :w, None].astype(np.float32) / 255
+    light = glyphs[:h, :w, None].astype(np.float32) / 255
+    region *= 1.0 - dark
+    region += (255.0 - region) * light
+    out[y : y + h, x : x + w] = np.clip(region + 0.5, 0, 255).astype(np.uint8)
 
 
 def _describe(value: object) -> str:

@@ -1,8 +1,10 @@
-"""Writes a tracking run to a folder: masks/<frame>.png, annotations.json, overlay.mp4.
+"""Writes a tracking run to a folder: masks/<frame>.png, annotations.json, overlay.mp4 and,
+on request, cutout.webm and objects/<id>/<frame>.png.
 
 Every file appears under its final name only when complete. If the run stops early, the masks
 already written stay, the annotations so far go to ``annotations.incomplete.json`` and no
 ``annotations.json`` / ``overlay.mp4`` is created, so a partial run never looks finished.
+A fresh writer first removes an earlier run's outputs (``deva.io.run_folder``).
 """
 
 from __future__ import annotations
@@ -10,23 +12,32 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, Any
 
+import numpy as np
+
+import deva
 from deva.errors import DevaError
-from deva.io.atomic import atomic_path, ensure_writable_dir, write_errors
+from deva.io.atomic import ensure_writable_dir, write_errors
+from deva.io.cutout import CutoutWriter
 from deva.io.masks import read_id_png, write_id_png
+from deva.io.run_folder import (
+    ANNOTATIONS,
+    CUTOUT,
+    INCOMPLETE_ANNOTATIONS,
+    MASKS,
+    OVERLAY,
+    clear_earlier_run,
+)
 from deva.io.video import VideoWriter
-from deva.io.visualize import overlay
+from deva.io.visualize import OverlayStyle, overlay
 from deva.types import Frame, FrameResult, ObjectInfo
 
-ANNOTATIONS = "annotations.json"
-INCOMPLETE_ANNOTATIONS = "annotations.incomplete.json"
-OVERLAY = "overlay.mp4"
+__all__ = ["ANNOTATIONS", "INCOMPLETE_ANNOTATIONS", "OVERLAY", "ResultWriter", "render_overlay"]
 
 
 @dataclass(frozen=True)
@@ -43,9 +54,12 @@ class ResultWriter:
 
     category_names: optional category id -> name, shown on the overlay and in the JSON.
     resume_from: continue an interrupted run's annotation stream from this position (frames
-        after it are written again).
-    resumable: on failure keep the annotation stream where it is (a checkpoint points into it)
-        and write ``annotations.incomplete.json`` as a copy.
+        after it are written again); without it, an earlier run's outputs are removed first.
+    resumable: the annotation stream survives a failure as ``annotations.incomplete.json``,
+        which ``resume_from`` takes back (a checkpoint points into it).
+    cutout: also write cutout.webm (the tracked objects on a transparent background).
+    style: how overlay.mp4 draws objects.
+    info: what the run was (input, options), recorded in annotations.json with deva's version.
     """
 
     def __init__(
@@ -57,37 +71,47 @@ class ResultWriter:
         category_names: Mapping[int, str] | None = None,
         resume_from: WriterPosition | None = None,
         resumable: bool = False,
+        cutout: bool = False,
+        style: OverlayStyle | None = None,
+        info: Mapping[str, object] | None = None,
     ) -> None:
         self.out_dir = ensure_writable_dir(out_dir)
-        self.mask_dir = ensure_writable_dir(self.out_dir / "masks")
+        if resume_from is None:
+            # An earlier run's results must neither mix with this run's nor look like them.
+            clear_earlier_run(self.out_dir)
+        self.mask_dir = ensure_writable_dir(self.out_dir / MASKS)
         self.fps = fps
         self.category_names = dict(category_names or {})
+        self.style = style or OverlayStyle()
+        self.info = dict(info or {})
         self.num_frames = 0
+        self.object_ids: set[int] = set()
+        self.size: tuple[int, int] | None = None
         self.resumable = resumable or resume_from is not None
         self._video = VideoWriter(self.out_dir / OVERLAY, fps) if video else None
+        self._cutout = CutoutWriter(self.out_dir / CUTOUT, fps) if cutout else None
         if resume_from is None:
-            # An earlier run's results must not look like this run's while it is running.
-            for stale in (ANNOTATIONS, INCOMPLETE_ANNOTATIONS, OVERLAY):
-                (self.out_dir / stale).unlink(missing_ok=True)
-            for stale in self.out_dir.glob(f".{ANNOTATIONS}.*.partial"):
-                stale.unlink(missing_ok=True)
             self._partial = self.out_dir / f".{ANNOTATIONS}.{os.getpid()}.partial"
             with write_errors(self.out_dir / ANNOTATIONS):
                 self._annotations: IO[str] = self._partial.open("w", encoding="utf-8")
                 self._annotations.write('{"frames": [\n')
         else:
             self._partial = self.out_dir / resume_from.partial_name
+            incomplete = self.out_dir / INCOMPLETE_ANNOTATIONS
+            if not self._partial.is_file() and incomplete.is_file():
+                os.replace(incomplete, self._partial)  # stopped cleanly: the stream was moved
             if not self._partial.is_file():
                 raise DevaError(f"cannot resume: {self._partial} is missing; start over")
-            (self.out_dir / INCOMPLETE_ANNOTATIONS).unlink(missing_ok=True)
+            incomplete.unlink(missing_ok=True)
             self._annotations = self._partial.open("r+", encoding="utf-8")
             self._annotations.seek(resume_from.annotations_bytes)
             self._annotations.truncate()
             self.num_frames = resume_from.frames_written
 
     def __enter__(self) -> ResultWriter:
-        if self._video is not None:
-            self._video.__enter__()
+        for video in (self._video, self._cutout):
+            if video is not None:
+                video.__enter__()
         return self
 
     def __exit__(
@@ -98,8 +122,9 @@ class ResultWriter:
     ) -> None:
         complete = exc_type is None
         try:
-            if self._video is not None:
-                self._video.__exit__(exc_type, exc, traceback)
+            for video in (self._video, self._cutout):
+                if video is not None:
+                    video.__exit__(exc_type, exc, traceback)
             with write_errors(self.out_dir / ANNOTATIONS):
                 self._finish_annotations(complete=complete)
         except (DevaError, OSError):
@@ -111,8 +136,9 @@ class ResultWriter:
     def _abandon(self) -> None:
         """Finishing failed (a full disk, say): remove what would look complete and keep the
         annotations so far as the incomplete file where the disk still allows it."""
-        with contextlib.suppress(OSError):
-            (self.out_dir / OVERLAY).unlink(missing_ok=True)
+        for video in (OVERLAY, CUTOUT):
+            with contextlib.suppress(OSError):
+                (self.out_dir / video).unlink(missing_ok=True)
         if not self._annotations.closed:
             try:
                 self._finish_annotations(complete=False)
@@ -121,7 +147,7 @@ class ResultWriter:
                 pass
         with contextlib.suppress(OSError):
             self._annotations.close()
-            if not self.resumable and self._partial.exists():
+            if self._partial.exists():
                 os.replace(self._partial, self.out_dir / INCOMPLETE_ANNOTATIONS)
 
     def position(self) -> WriterPosition:
@@ -144,9 +170,14 @@ class ResultWriter:
         with write_errors(self.out_dir / ANNOTATIONS):
             self._annotations.write(separator + json.dumps(record))
         self.num_frames += 1
+        self.size = self.size or (int(result.ids.shape[0]), int(result.ids.shape[1]))
         if self._video is not None:
-            image = overlay(frame.image, result.ids, labels=_labels(record["objects"]))
+            image = _draw(frame.image, result.ids, record["objects"], self.style)
             self._video.write(image, time=frame.time, duration=frame.duration)
+        if self._cutout is not None:
+            self._cutout.write_cutout(
+                frame.image, result.ids, time=frame.time, duration=frame.duration
+            )
 
     def _object_record(self, obj: ObjectInfo) -> dict:
         record = {
@@ -161,27 +192,40 @@ class ResultWriter:
         return record
 
     def _finish_annotations(self, *, complete: bool) -> None:
-        self._annotations.write(
-            f'\n],\n"num_frames": {self.num_frames},\n"complete": {json.dumps(complete)}\n}}\n'
-        )
+        tail = {"num_frames": self.num_frames, "complete": complete, **self._run_info()}
+        lines = ",\n".join(f"{json.dumps(k)}: {json.dumps(v)}" for k, v in tail.items())
+        self._annotations.write(f"\n],\n{lines}\n}}\n")
         self._annotations.close()
-        if complete:
-            os.replace(self._partial, self.out_dir / ANNOTATIONS)
-        elif self.resumable:
-            with atomic_path(self.out_dir / INCOMPLETE_ANNOTATIONS) as temp:
-                shutil.copyfile(self._partial, temp)
-        else:
-            os.replace(self._partial, self.out_dir / INCOMPLETE_ANNOTATIONS)
+        final = ANNOTATIONS if complete else INCOMPLETE_ANNOTATIONS
+        os.replace(self._partial, self.out_dir / final)
+
+    def _run_info(self) -> dict[str, object]:
+        """What the run was: ``info`` (input, options) with the frame size, and deva's version."""
+        info = dict(self.info)
+        size = self.size or _first_mask_size(self.mask_dir)
+        if isinstance(info.get("input"), dict):
+            height, width = size or (None, None)
+            info["input"] = {**info["input"], "width": width, "height": height}
+        return {**info, "deva_version": deva.__version__}
 
 
-def render_overlay(frames: Iterable[Frame], out_dir: str | Path, *, fps: float) -> None:
-    """overlay.mp4 from a finished run's masks/ and annotations.json (resumable runs draw it
-    at the end, because a video stream cannot be continued after a kill)."""
+def render_overlay(
+    frames: Iterable[Frame],
+    out_dir: str | Path,
+    *,
+    fps: float,
+    video: bool = True,
+    cutout: bool = False,
+    style: OverlayStyle | None = None,
+) -> None:
+    """overlay.mp4 (and cutout.webm) from a finished run's masks/ and annotations.json
+    (resumable runs draw them at the end: a video stream cannot be continued after a kill)."""
     out = Path(out_dir)
-    with (
-        (out / ANNOTATIONS).open(encoding="utf-8") as lines,
-        VideoWriter(out / OVERLAY, fps) as video,
-    ):
+    style = style or OverlayStyle()
+    with contextlib.ExitStack() as stack:
+        lines = stack.enter_context((out / ANNOTATIONS).open(encoding="utf-8"))
+        overlay_video = stack.enter_context(VideoWriter(out / OVERLAY, fps)) if video else None
+        cutout_video = stack.enter_context(CutoutWriter(out / CUTOUT, fps)) if cutout else None
         next(lines)  # '{"frames": ['
         for frame in frames:
             record = json.loads(next(lines).rstrip().removesuffix(","))
@@ -189,14 +233,31 @@ def render_overlay(frames: Iterable[Frame], out_dir: str | Path, *, fps: float) 
                 raise DevaError(
                     f"{out / ANNOTATIONS}: frame {frame.name} expected, got {record['file_name']}"
                 )
-            ids = read_id_png(out / "masks" / f"{frame.name}.png")
-            image = overlay(frame.image, ids, labels=_labels(record["objects"]))
-            video.write(image, time=frame.time, duration=frame.duration)
+            ids = read_id_png(out / MASKS / f"{frame.name}.png")
+            if overlay_video is not None:
+                image = _draw(frame.image, ids, record["objects"], style)
+                overlay_video.write(image, time=frame.time, duration=frame.duration)
+            if cutout_video is not None:
+                cutout_video.write_cutout(
+                    frame.image, ids, time=frame.time, duration=frame.duration
+                )
 
 
-def _labels(objects: Iterable[Mapping[str, object]]) -> dict[int, str]:
-    """The text drawn on each object: its id, and its category name when known."""
-    return {
-        int(o["id"]): f"{o['id']} {o['category']}" if "category" in o else str(o["id"])  # type: ignore[call-overload]
-        for o in objects
-    }
+def _draw(
+    image: np.ndarray, ids: np.ndarray, objects: Iterable[Mapping[str, Any]], style: OverlayStyle
+) -> np.ndarray:
+    """One overlay frame: the text on each object is its id and/or category name (``style``)."""
+    labels = {int(o["id"]): style.label(int(o["id"]), o.get("category")) for o in objects}
+    return overlay(image, ids, alpha=style.alpha, labels=labels, contours=style.contours)
+
+
+def _first_mask_size(mask_dir: Path) -> tuple[int, int] | None:
+    """(height, width) of the run's masks, read from one PNG header (a resumed run that wrote
+    no new frame does not know it otherwise)."""
+    from PIL import Image
+
+    first = next(mask_dir.glob("*.png"), None)
+    if first is None:
+        return None
+    with Image.open(first) as image:
+        return (image.height, image.width)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from deva.config import TrackerConfig
-from deva.errors import DevaError
+from deva.errors import DevaError, OptionError
 from deva.io.frames import IMAGE_EXTENSIONS, ImageFilesSource, natural_sort_key
 from deva.propagation.base import Propagator
 from deva.segmenters.base import ImageSegmenter
@@ -53,7 +53,7 @@ def video_folders(root: Path, depth: int) -> list[str]:
 def open_video(images_root: Path, name: str, *, every: int = 1) -> Video:
     """The frames of ``images_root/name`` (every ``every``-th image, from the first)."""
     if every < 1:
-        raise DevaError(f"subsampling step must be >= 1, got {every}")
+        raise OptionError("subsample_every", f"must be >= 1, got {every}")
     folder = images_root / name
     if not folder.is_dir():
         raise DevaError(f"{folder}: image folder of video {name!r} not found")

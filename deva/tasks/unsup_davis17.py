@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from deva.config import TrackerConfig
-from deva.errors import DevaError
+from deva.errors import OptionError
 from deva.io.atomic import ensure_writable_dir
 from deva.propagation.base import Propagator
 from deva.tasks.dataset import Detections, Progress, open_video, track_videos
@@ -34,7 +34,7 @@ def keep_first_ids(
     fewer than 20 distinct objects may survive.)
     """
     if max_ids < 1:
-        raise DevaError(f"max_ids must be >= 1, got {max_ids}")
+        raise OptionError("max_ids", f"must be >= 1, got {max_ids}")
     kept: dict[int, int] = {}
     for areas in frame_areas:
         for object_id, _ in sorted(areas.items(), key=lambda item: (-item[1], item[0])):
@@ -58,7 +58,7 @@ def run_davis17_unsup(
 ) -> int:
     """Track every video of the detections folder; returns the number of frames written."""
     if not 1 <= max_ids <= 255:
-        raise DevaError(f"max_ids must be in 1..255 (palette PNG), got {max_ids}")
+        raise OptionError("max_ids", f"must be in 1..255 (palette PNG), got {max_ids}")
     images, output = Path(images), ensure_writable_dir(output)
     dets = Detections(detections, allow_missing=allow_missing)
     videos = [open_video(images, name) for name in dets.videos()]
