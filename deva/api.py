@@ -361,25 +361,25 @@ def input_name(frames: FrameSource) -> str | None:
 def _check_earlier_run(out: Path, *, resume: bool, restored: bool, overwrite: bool) -> None:
     """Refuse to mix a new run with what an earlier one left in ``out`` (see track_to_folder)."""
     earlier = find_earlier_run(out)
-    if earlier is None or overwrite or restored:
-        return
-    if not resume:
-        if earlier.resumable:
-            advice = "add --resume to continue it, or --overwrite to start over"
-        elif earlier.finished:
-            advice = "add --overwrite to replace it, or choose another --output"
-        else:
-            advice = "add --overwrite to start over (it saved no checkpoint to --resume from)"
-        raise DevaError(f"{out}: already holds {earlier.describe()}; {advice}")
-    if earlier.finished:
+    if resume and earlier is not None and earlier.finished and not restored:
         raise DevaError(
             f"{out}: holds {earlier.describe()}, nothing to resume; add --overwrite to run it again"
         )
-    log.warning(
-        "no checkpoint in %s (the run was not started with --checkpoint-every): starting from "
-        "the first frame",
-        out,
-    )
+    if resume and not restored:
+        log.warning(
+            "no checkpoint in %s (a run saves one with --checkpoint-every): starting from the "
+            "first frame",
+            out,
+        )
+    if earlier is None or overwrite or resume:
+        return
+    if earlier.resumable:
+        advice = "add --resume to continue it, or --overwrite to start over"
+    elif earlier.finished:
+        advice = "add --overwrite to replace it, or choose another --output"
+    else:
+        advice = "add --overwrite to start over (it saved no checkpoint to --resume from)"
+    raise DevaError(f"{out}: already holds {earlier.describe()}; {advice}")
 
 
 class _Finish:

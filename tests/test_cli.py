@@ -198,7 +198,7 @@ def test_detection_missing_for_a_frame(tmp_path):
     write_id_png(dets / "0.png", np.zeros((48, 64), np.int32))
     args = ("track", frames, "-o", tmp_path / "o", "--detections", dets, "--detect-every", "1")
     assert_clean_failure(deva(*args), "1.png", "missing")
-    assert deva(*args, "--allow-missing").exit_code == 0
+    assert deva(*args, "--allow-missing", "--overwrite").exit_code == 0
 
 
 def test_malformed_detection_json(tmp_path):
@@ -222,7 +222,7 @@ def test_unknown_option_value(tmp_path):
 def test_invalid_number(tmp_path):
     frames = small_frames(tmp_path / "frames")
     result = deva("track", frames, "-o", tmp_path / "o", "--detect-every", "0")
-    assert_clean_failure(result, "detect_every must be >= 1")
+    assert_clean_failure(result, "--detect-every must be >= 1, got 0")
 
 
 def test_output_folder_not_writable(tmp_path):

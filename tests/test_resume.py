@@ -53,7 +53,12 @@ class Interrupt(Exception):
 
 
 def run(
-    out: Path, make: Callable[[], Tracker], *, stop_at: int | None = None, resume: bool = False
+    out: Path,
+    make: Callable[[], Tracker],
+    *,
+    stop_at: int | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
 ) -> None:
     def stop(result) -> None:
         if stop_at is not None and result.frame_index >= stop_at:
@@ -61,7 +66,15 @@ def run(
 
     frames = open_frames(list(CLIP.frames))
     with contextlib.suppress(Interrupt):
-        track_to_folder(make(), frames, out, on_result=stop, checkpoint_every=7, resume=resume)
+        track_to_folder(
+            make(),
+            frames,
+            out,
+            on_result=stop,
+            checkpoint_every=7,
+            resume=resume,
+            overwrite=overwrite,
+        )
 
 
 def same_outputs(a: Path, b: Path) -> None:
@@ -109,8 +122,11 @@ def test_resume_with_other_settings_is_refused(tmp_path):
     def other() -> Tracker:
         return Tracker(MotionSegmenter(), FlowPropagator(), TrackerConfig(clip_size=2))
 
-    with pytest.raises(DevaError, match="other settings.*clip_size"):
+    with pytest.raises(DevaError, match="other settings") as refused:
         run(tmp_path, other, resume=True)
+    # only the key that differs, named as its flag, with both values; not two whole configs
+    assert "(--clip-size: was 3, now 2)" in str(refused.value)
+    assert "detect_every" not in str(refused.value) and "{" not in str(refused.value)
 
 
 def test_resume_without_checkpoint_starts_over(tmp_path, caplog):
@@ -135,12 +151,16 @@ def test_propagator_without_state_cannot_checkpoint(tmp_path):
         run(tmp_path, lambda: Tracker(ShuffledTruth(), Plain(), TrackerConfig()))
 
 
-def test_a_fresh_run_removes_the_previous_results_first(tmp_path):
+def test_a_fresh_run_is_refused_or_replaces_the_previous_results(tmp_path):
     run(tmp_path, truth_flow_online)
     assert (tmp_path / "annotations.json").is_file()
-    run(tmp_path, truth_flow_online, stop_at=10)
+    with pytest.raises(DevaError, match="already holds a finished deva run.*--overwrite"):
+        run(tmp_path, truth_flow_online, stop_at=10)
+    assert len(list((tmp_path / "masks").glob("*.png"))) == len(CLIP.frames)  # untouched
+    run(tmp_path, truth_flow_online, stop_at=10, overwrite=True)
     assert not (tmp_path / "annotations.json").exists()  # no stale "complete" result
     assert not (tmp_path / "overlay.mp4").exists()
+    assert len(list((tmp_path / "masks").glob("*.png"))) == 11  # frames 0..10, none stale
 
 
 def test_cli_killed_three_times_resumes_to_identical_outputs(tmp_path):

@@ -33,12 +33,13 @@ def test_not_a_number(folder: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("option", "value", "needle"),
     [
-        ("--detect-every", "-1", "detect_every must be >= 1"),
-        ("--clip-size", "0", "clip_size must be >= 1"),
-        ("--size", "7", "size must be -1 (native) or >= 16"),
-        ("--size", "0", "size must be -1 (native) or >= 16"),
-        ("--max-missed", "-2", "max_missed must be >= 0"),
-        ("--max-objects", "-1", "max_objects must be >= 0"),
+        ("--detect-every", "-1", "--detect-every must be >= 1"),
+        ("--clip-size", "0", "--clip-size must be >= 1"),
+        ("--size", "7", "--size must be -1 (native) or >= 16"),
+        ("--size", "0", "--size must be -1 (native) or >= 16"),
+        ("--max-missed", "-2", "--max-missed must be >= 0"),
+        ("--max-objects", "-1", "--max-objects must be >= 0"),
+        ("--max-memory", "0", "--max-memory must be > 0"),
     ],
 )
 def test_value_out_of_range(

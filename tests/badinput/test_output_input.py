@@ -82,7 +82,7 @@ def test_failed_rerun_does_not_leave_the_earlier_run_looking_complete(tmp_path: 
     succeeds(deva("track", folder, "-o", out, *FLAGS), out, frames=4)
     assert (out / "overlay.mp4").exists()
     (folder / "2.png").write_bytes(b"broken since")
-    fails(deva("track", folder, "-o", out, *FLAGS), "2.png", out=out)
+    fails(deva("track", folder, "-o", out, *FLAGS, "--overwrite"), "2.png", out=out)
     partial = json.loads((out / "annotations.incomplete.json").read_text())
     assert partial["complete"] is False
 
@@ -92,4 +92,4 @@ def test_output_inside_the_input_folder_is_not_read_as_frames(tmp_path: Path) ->
     folder = make.frames(tmp_path / "frames", count=3)
     out = folder / "out"
     succeeds(deva("track", folder, "-o", out, *FLAGS, "--no-video"), out, frames=3)
-    succeeds(deva("track", folder, "-o", out, *FLAGS, "--no-video"), out, frames=3)
+    succeeds(deva("track", folder, "-o", out, *FLAGS, "--no-video", "--overwrite"), out, frames=3)
