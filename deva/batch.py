@@ -22,6 +22,7 @@ from deva.config import TrackerConfig
 from deva.errors import DevaError
 from deva.io.atomic import atomic_path, ensure_writable_dir
 from deva.io.frames import IMAGE_EXTENSIONS, natural_sort_key
+from deva.io.paths import why_missing
 from deva.io.run_folder import ANNOTATIONS, clear_earlier_run
 
 if TYPE_CHECKING:
@@ -328,7 +329,7 @@ def discover_inputs(inputs: str | Path | Sequence[str | Path], *, exclude: Path)
             f"{path}: give a folder of videos or a text file (.txt) listing one video or frame "
             "folder per line; for a single video use deva track"
         )
-    raise DevaError(f"{path}: no such file or folder")
+    raise DevaError(f"{path}: {why_missing(path)}")
 
 
 def plan_jobs(inputs: Iterable[Path], out: Path) -> list[VideoJob]:
@@ -468,7 +469,8 @@ def _existing_dir(path: str | Path | None, what: str) -> Path | None:
         return None
     folder = Path(path).expanduser()
     if not folder.is_dir():
-        raise DevaError(f"{what} folder {folder} does not exist")
+        problem = "is not a folder" if folder.exists() else why_missing(folder)
+        raise DevaError(f"{what} folder {folder}: {problem}")
     return folder
 
 

@@ -115,7 +115,7 @@ def test_missing_detection_is_an_error_unless_allowed(tmp_path):
 
 
 def test_missing_folder_is_an_error(tmp_path):
-    with pytest.raises(DevaError, match="does not exist"):
+    with pytest.raises(DevaError, match="nope: no such file or folder"):
         PrecomputedSegmenter(tmp_path / "nope")
 
 

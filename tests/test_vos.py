@@ -52,7 +52,7 @@ def test_a_given_mask_replaces_the_tracked_objects_mask():
 
 
 def test_init_masks_folder_errors(tmp_path):
-    with pytest.raises(DevaError, match="does not exist"):
+    with pytest.raises(DevaError, match="missing: no such file or folder"):
         InitMasks(tmp_path / "missing")
     (tmp_path / "empty").mkdir()
     with pytest.raises(DevaError, match="no .png masks"):

@@ -23,6 +23,7 @@ from deva.errors import DevaError
 from deva.io import rle
 from deva.io.atomic import atomic_path
 from deva.io.masks import read_id_png
+from deva.io.paths import why_missing
 from deva.io.writer import ANNOTATIONS, INCOMPLETE_ANNOTATIONS
 
 Format = Literal["coco", "mots", "cvat"]
@@ -119,7 +120,7 @@ def read_runs(folder: str | Path) -> list[TrackingRun]:
     """One run for a ``deva track`` output; every video's run for a ``deva batch`` output."""
     root = Path(folder)
     if not root.is_dir():
-        raise DevaError(f"{root}: no such folder")
+        raise DevaError(f"{root}: {'not a folder' if root.exists() else why_missing(root)}")
     if (root / ANNOTATIONS).exists() or (root / INCOMPLETE_ANNOTATIONS).exists():
         return [TrackingRun(root)]
     videos = sorted(p.parent for p in root.glob(f"*/{ANNOTATIONS}"))
@@ -363,7 +364,7 @@ def _cvat_attrs(frame: int, *, outside: bool, shape: dict[str, str]) -> dict[str
 
 def _read_annotations(folder: Path) -> dict[str, Any]:
     if not folder.is_dir():
-        raise DevaError(f"{folder}: no such folder")
+        raise DevaError(f"{folder}: {'not a folder' if folder.exists() else why_missing(folder)}")
     path = folder / ANNOTATIONS
     if not path.is_file():
         if (folder / INCOMPLETE_ANNOTATIONS).is_file():

@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from deva.errors import DevaError
+from deva.io.paths import why_missing
 from deva.types import Frame
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
@@ -93,7 +94,7 @@ def open_frames(
             raise DevaError(f"{path}: not a regular file or folder")
         if _GLOB_CHARS.search(str(source)):
             return ImageFilesSource.from_glob(str(path))
-        raise DevaError(f"{path}: no such file or folder")
+        raise DevaError(f"{path}: {why_missing(path)}")
     if isinstance(source, np.ndarray):
         if source.ndim != 4:  # (H, W, 3) vs (N, H, W) would be a guess: refuse rather than guess
             raise DevaError(

@@ -18,6 +18,7 @@ from PIL import Image
 
 from deva.errors import DevaError
 from deva.io.masks import davis_palette, read_id_png
+from deva.io.paths import why_missing
 from deva.types import Frame
 
 log = logging.getLogger(__name__)
@@ -39,8 +40,8 @@ class InitMasks:
     ):
         self.folder = Path(folder)
         if not self.folder.is_dir():
-            problem = "is not a folder" if self.folder.exists() else "does not exist"
-            raise DevaError(f"init-masks folder {self.folder} {problem}")
+            problem = "is not a folder" if self.folder.exists() else why_missing(self.folder)
+            raise DevaError(f"init-masks folder {self.folder}: {problem}")
         self._names = {p.stem for p in self.folder.glob("*.png")}
         if not self._names:
             raise DevaError(f"init-masks folder {self.folder} has no .png masks")

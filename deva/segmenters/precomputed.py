@@ -22,6 +22,7 @@ import numpy as np
 from deva.errors import DevaError
 from deva.io.json_file import read_json
 from deva.io.masks import read_id_png
+from deva.io.paths import why_missing
 from deva.types import Segmentation, SegmentInfo
 
 log = logging.getLogger(__name__)
@@ -47,8 +48,8 @@ class PrecomputedSegmenter:
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
-            problem = "is not a folder" if self.root.exists() else "does not exist"
-            raise DevaError(f"detections folder {self.root} {problem}")
+            problem = "is not a folder" if self.root.exists() else why_missing(self.root)
+            raise DevaError(f"detections folder {self.root}: {problem}")
         self.mask_root = self.root / "pan_pred" if (self.root / "pan_pred").is_dir() else self.root
         self.allow_missing = allow_missing
         self._frame_name = frame_name or self._nth_png
