@@ -111,6 +111,7 @@ def test_interrupted_twice_then_resumed_equals_uninterrupted(tmp_path, make):
     assert not (part / "overlay.mp4").exists()
     incomplete = json.loads((part / "annotations.incomplete.json").read_text())
     assert incomplete["complete"] is False and incomplete["num_frames"] >= 20
+    assert not list(part.glob(".*.partial"))  # the stream was moved, not copied
     run(part, make, stop_at=51, resume=True)
     run(part, make, resume=True)
     same_outputs(tmp_path / "full", part)

@@ -113,3 +113,50 @@ def test_empty_and_invalid_inputs() -> None:
         overlay(image, ids, alpha=1.5)
     with pytest.raises(DevaError, match="negative"):
         overlay(image, ids - 1)
+
+
+def test_overlay_style_options() -> None:
+    image, ids = _scene()
+    bare = overlay(image, ids, alpha=0.0, contours=False, labels={1: None, 2: None, 1000: None})
+    np.testing.assert_array_equal(bare, image)  # no tint, no outline, no text
+    outlined = overlay(image, ids, alpha=0.0, draw_ids=False)
+    changed = (outlined != image).any(axis=-1)
+    assert changed.any() and (ids[changed] != 0).all(), "outlines lie on the objects only"
+    inner = cv2.erode((ids == 2).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    assert not changed[inner].any(), "only the edge of the rectangle is drawn"
+    # On a large frame the outline widens with the frame (2 px at 960 px and up).
+    big_ids = cv2.resize(ids, (1280, 960), interpolation=cv2.INTER_NEAREST)  # x8
+    big = cv2.resize(image, (1280, 960))
+    drawn = (overlay(big, big_ids, alpha=0.0, draw_ids=False) != big).any(axis=-1)
+    row = drawn[700, 716:730]  # across the left edge of object 2 (x = 720)
+    assert row.tolist() == [False] * 4 + [True] * 2 + [False] * 8
+
+
+def test_overlay_style_labels_and_validation() -> None:
+    from deva.io.visualize import OverlayStyle
+
+    assert OverlayStyle().label(3, "dog") == "3 dog"
+    assert OverlayStyle(labels="id").label(3, "dog") == "3"
+    assert OverlayStyle(labels="name").label(3, "dog") == "dog"
+    assert OverlayStyle(labels="name").label(3, None) == "3"
+    assert OverlayStyle(labels="none").label(3, "dog") is None
+    with pytest.raises(DevaError, match="--overlay-alpha"):
+        OverlayStyle(alpha=2.0)
+    with pytest.raises(DevaError, match="unknown labels"):
+        OverlayStyle(labels="all")
+
+
+@pytest.mark.parametrize("background", [255, 0])
+def test_labels_read_on_light_and_dark_objects(background: int) -> None:
+    """White text inside a black outline at least 2 px wide: readable on any colour."""
+    image = np.full((120, 200, 3), background, np.uint8)
+    ids = np.zeros((120, 200), np.int32)
+    ids[10:110, 10:190] = 5
+    plain = overlay(image, ids, alpha=0.0, contours=False, labels={5: None})
+    texted = overlay(image, ids, alpha=0.0, contours=False, labels={5: "5 white paper"})
+    region = texted[(texted != plain).any(axis=-1)]
+    dark = (region.max(axis=-1) < 60).sum()
+    light = (region.min(axis=-1) > 200).sum()
+    assert light > 30 and dark > 30, (light, dark)
+    if background == 255:
+        assert dark > light  # the outline is wider than the strokes it surrounds

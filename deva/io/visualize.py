@@ -198,7 +198,7 @@ def _outline(
         # LINE_8 through the contour pixels, which are object pixels: the background stays put.
         cv2.drawContours(out, found, -1, tuple(int(c) for c in shade), 1, cv2.LINE_8)
         return
-    kernel = np.ones((2 * width - 1, 2 * width - 1), np.uint8)
+    kernel = np.ones((2 * width + 1, 2 * width + 1), np.uint8)
     inner = cv2.erode(crop, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0)
     edge = (crop > inner).view(bool)
     region = out[y0 : y0 + crop.shape[0], x0 : x0 + crop.shape[1]]
