@@ -577,7 +577,7 @@ def export(
         from deva.io.exports import export_results
 
         written, videos = export_results(results, format.value, output)
-        console.print(f"[green]{format.value}[/green]: {videos} video(s) -> {written}")
+        console.print(f"[green]{format.value}[/green]: {_count(videos, 'video')} -> {written}")
 
     _guarded(run)
 
@@ -1024,7 +1024,28 @@ def _write_run(
             style=style,
             options=options,
         )
+    if resume:  # this session saw only the frames after the checkpoint
+        objects = _objects_in(output)
     return _RunSummary(written, len(objects), time.perf_counter() - start)
+
+
+def _objects_in(output: Path) -> set[int]:
+    """The object ids of a finished run's annotations.json, read one frame record (one line)
+    at a time."""
+    import json
+
+    from deva.io.run_folder import ANNOTATIONS
+
+    found: set[int] = set()
+    with (output / ANNOTATIONS).open(encoding="utf-8") as lines:
+        next(lines)  # '{"frames": ['
+        for line in lines:
+            if line.startswith("]"):
+                break
+            if not line.strip():
+                continue
+            found.update(o["id"] for o in json.loads(line.rstrip().removesuffix(","))["objects"])
+    return found
 
 
 def _report(
@@ -1067,8 +1088,9 @@ def _why_nothing(tracker: Tracker, frames: int, given: bool) -> str:
         )
     if isinstance(segmenter, PrecomputedSegmenter):
         return (
-            "the detections hold no segment on the frames read (every --detect-every "
-            f"{tracker.config.detect_every} frames); check the detection PNGs are not all 0"
+            "the detections hold no segment on the frames read (one every "
+            f"{_count(tracker.config.detect_every, 'frame')}, --detect-every); check the "
+            "detection PNGs are not all 0"
         )
     if segmenter is None and given:
         return "the --init-masks PNGs hold no object (all 0) on frames named like the video's"
@@ -1223,7 +1245,8 @@ def clip_warnings(config: TrackerConfig, *, clip_size_given: bool) -> list[str]:
     if config.clip_size > config.detect_every:
         return [
             f"--clip-size {config.clip_size} is above --detect-every {config.detect_every}: "
-            f"clips hold {config.detect_every} frames (a clip ends where the next one starts)"
+            f"clips hold {_count(config.detect_every, 'frame')} (a clip ends where the next one "
+            "starts)"
         ]
     return []
 

@@ -152,7 +152,8 @@ class RunOutcome:
     def summary(self) -> str:
         ids = ", ".join(map(str, self.object_ids)) or "none"
         count = len(self.object_ids)
-        return f"Tracked {self.num_frames} frames: {count} object{'s' * (count != 1)} (ids: {ids})."
+        frames = f"{self.num_frames} frame{'s' * (self.num_frames != 1)}"
+        return f"Tracked {frames}: {count} object{'s' * (count != 1)} (ids: {ids})."
 
 
 def mode_available(segmentation: str) -> str | None:

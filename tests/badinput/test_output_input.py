@@ -93,3 +93,14 @@ def test_output_inside_the_input_folder_is_not_read_as_frames(tmp_path: Path) ->
     out = folder / "out"
     succeeds(deva("track", folder, "-o", out, *FLAGS, "--no-video"), out, frames=3)
     succeeds(deva("track", folder, "-o", out, *FLAGS, "--no-video", "--overwrite"), out, frames=3)
+
+
+def test_output_folder_holding_an_earlier_run(tmp_path: Path) -> None:
+    """A new run would leave the earlier run's extra masks next to its own: refused."""
+    out = tmp_path / "out"
+    succeeds(deva("track", make.frames(tmp_path / "a", count=5), "-o", out, *FLAGS), out, 5)
+    line = fails(
+        deva("track", make.frames(tmp_path / "b", count=3), "-o", out, *FLAGS), "--overwrite"
+    )
+    assert str(out) in line and "finished deva run (5 masks)" in line
+    succeeds(deva("track", tmp_path / "b", "-o", out, *FLAGS, "--overwrite"), out, frames=3)
