@@ -148,7 +148,7 @@ def test_pred_json_with_too_few_frames_names_the_frame(tmp_path):
     (tmp_path / "pred.json").write_text(json.dumps({"annotations": [{"segments_info": []}]}))
     segmenter = PrecomputedSegmenter(tmp_path)
     segmenter.segment(IMAGE, frame_index=0)
-    with pytest.raises(DevaError, match="frame 1 has no entry"):
+    with pytest.raises(DevaError, match="no entry for frame 1"):
         segmenter.segment(IMAGE, frame_index=1)
 
 

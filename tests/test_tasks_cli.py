@@ -296,11 +296,11 @@ def test_ref_youtube_video_list_and_no_zip(davis_root, tmp_path):
     assert not (out / "submission.zip").exists()
 
     listed.write_text("dog\nnot-a-video\n")
-    result = run("ref-youtube", *args)
+    result = run("ref-youtube", *args, "--overwrite")  # the folder holds the run above
     assert result.exit_code == 2
     assert "not-a-video" in result.output.replace("\n", "") and "Traceback" not in result.output
     listed.write_text("\n# nothing\n")
-    result = run("ref-youtube", *args)
+    result = run("ref-youtube", *args, "--overwrite")
     assert result.exit_code == 2 and "valid.txt" in result.output.replace("\n", "")
 
 
