@@ -244,7 +244,7 @@ def track_to_folder(
     """
     from deva import resume as resumable
     from deva.io.stream import LiveSource
-    from deva.io.writer import ResultWriter, render_overlay
+    from deva.io.writer import ResultWriter
 
     if checkpoint_every < 0:
         raise DevaError(f"--checkpoint-every must be >= 0, got {checkpoint_every}")
@@ -269,9 +269,10 @@ def track_to_folder(
             f"{frames.description} can be read only once, but a resumable run draws overlay.mp4 "
             "in a second pass; pass a list of frames, or turn the video off"
         )
-    finish = _Finish(frames, out, video=video, cutout=cutout, style=style, per_object=per_object)
     if restored is not None and not resumable.stream_exists(out, restored.writer):
-        return finish.finished_run()
+        return _finish_finished_run(
+            frames, out, video=video, cutout=cutout, style=style, per_object=per_object
+        )
     if restored is None:
         state = tracker.start(given_masks)
         skip, position = 0, None
@@ -314,12 +315,14 @@ def track_to_folder(
                 resumable.save_checkpoint(out, checkpoint)
                 saved_at = writer.num_frames
         emit(tracker.finish(state))
-    if resumable_run and redraw:
-        render_overlay(frames, out, fps=frames.fps, video=video, cutout=cutout, style=style)
-    if per_object:
-        write_object_masks(out)
-    if resumable_run:
-        resumable.remove_checkpoint(out)
+    _finish(
+        frames,
+        out,
+        video=video and resumable_run,
+        cutout=cutout and resumable_run,
+        style=style,
+        per_object=per_object,
+    )
     return writer.num_frames
 
 
@@ -382,51 +385,57 @@ def _check_earlier_run(out: Path, *, resume: bool, restored: bool, overwrite: bo
     raise DevaError(f"{out}: already holds {earlier.describe()}; {advice}")
 
 
-class _Finish:
-    """The passes after tracking, and a resumable run killed after its annotations were final
-    (only the videos, the per-object masks and the checkpoint's removal may be left)."""
+def _finish(
+    frames: FrameSource,
+    out: Path,
+    *,
+    video: bool,
+    cutout: bool,
+    style: OverlayStyle | None,
+    per_object: bool,
+) -> None:
+    """The passes once masks/ and annotations.json are final: the videos drawn from the masks
+    (a resumable run's), the per-object masks, and the checkpoint's removal."""
+    from deva import resume as resumable
+    from deva.io.writer import render_overlay
 
-    def __init__(
-        self,
-        frames: FrameSource,
-        out: Path,
-        *,
-        video: bool,
-        cutout: bool,
-        style: OverlayStyle | None,
-        per_object: bool,
-    ) -> None:
-        self.frames, self.out, self.video, self.cutout = frames, out, video, cutout
-        self.style, self.per_object = style, per_object
+    if video or cutout:
+        render_overlay(frames, out, fps=frames.fps, video=video, cutout=cutout, style=style)
+    if per_object:
+        write_object_masks(out)
+    resumable.remove_checkpoint(out)
 
-    def finished_run(self) -> int:
-        import json
 
-        from deva import resume as resumable
-        from deva.io.run_folder import ANNOTATIONS, CUTOUT, OVERLAY
-        from deva.io.writer import render_overlay
+def _finish_finished_run(
+    frames: FrameSource,
+    out: Path,
+    *,
+    video: bool,
+    cutout: bool,
+    style: OverlayStyle | None,
+    per_object: bool,
+) -> int:
+    """A resumable run killed after its annotations were final: only the passes of
+    ``_finish`` may be left (videos already there are kept)."""
+    import json
 
-        annotations = self.out / ANNOTATIONS
-        if not annotations.is_file():
-            raise DevaError(
-                f"cannot resume {self.out}: the checkpoint's annotation stream is gone; start "
-                "over with --overwrite"
-            )
-        video = self.video and not (self.out / OVERLAY).is_file()
-        cutout = self.cutout and not (self.out / CUTOUT).is_file()
-        if video or cutout:
-            render_overlay(
-                self.frames,
-                self.out,
-                fps=self.frames.fps,
-                video=video,
-                cutout=cutout,
-                style=self.style,
-            )
-        if self.per_object:
-            write_object_masks(self.out)
-        resumable.remove_checkpoint(self.out)
-        return int(json.loads(annotations.read_text(encoding="utf-8"))["num_frames"])
+    from deva.io.run_folder import ANNOTATIONS, CUTOUT, OVERLAY
+
+    annotations = out / ANNOTATIONS
+    if not annotations.is_file():
+        raise DevaError(
+            f"cannot resume {out}: the checkpoint's annotation stream is gone; start over with "
+            "--overwrite"
+        )
+    _finish(
+        frames,
+        out,
+        video=video and not (out / OVERLAY).is_file(),
+        cutout=cutout and not (out / CUTOUT).is_file(),
+        style=style,
+        per_object=per_object,
+    )
+    return int(json.loads(annotations.read_text(encoding="utf-8"))["num_frames"])
 
 
 def _motion() -> ImageSegmenter:

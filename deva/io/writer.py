@@ -85,7 +85,6 @@ class ResultWriter:
         self.style = style or OverlayStyle()
         self.info = dict(info or {})
         self.num_frames = 0
-        self.object_ids: set[int] = set()
         self.size: tuple[int, int] | None = None
         self.resumable = resumable or resume_from is not None
         self._video = VideoWriter(self.out_dir / OVERLAY, fps) if video else None

@@ -82,8 +82,8 @@ class PrecomputedSegmenter:
             frames = self._global
             if frame_index >= len(frames):
                 raise DevaError(
-                    f"{self.root / 'pred.json'}: no entry for frame {frame_index} (it lists "
-                    f"{len(frames)})"
+                    f"{self.root / 'pred.json'}: no entry for frame {frame_index}; it lists "
+                    f"{len(frames)} frame{'s' * (len(frames) != 1)}"
                 )
             return parse_segments_info(frames[frame_index], self.root / "pred.json")
         json_path = png.with_suffix(".json")
