@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, replace
@@ -14,7 +15,7 @@ from deva.errors import DevaError, OptionError
 from deva.io.frames import FrameSource, IterableSource, open_frames
 from deva.io.init_masks import InitMasks
 from deva.io.objects import write_object_masks
-from deva.io.run_folder import find_earlier_run
+from deva.io.run_folder import ANNOTATIONS, CUTOUT, OVERLAY, find_earlier_run
 from deva.io.visualize import OverlayStyle
 from deva.propagation.base import Propagator
 from deva.segmenters.base import ImageSegmenter
@@ -270,9 +271,21 @@ def track_to_folder(
             "in a second pass; pass a list of frames, or turn the video off"
         )
     if restored is not None and not resumable.stream_exists(out, restored.writer):
-        return _finish_finished_run(
-            frames, out, video=video, cutout=cutout, style=style, per_object=per_object
+        # Killed after its annotations were final: only the finishing passes are left to do.
+        if not (out / ANNOTATIONS).is_file():
+            raise DevaError(
+                f"cannot resume {out}: the checkpoint's annotation stream is gone; start over "
+                "with --overwrite"
+            )
+        _finish(
+            frames,
+            out,
+            video=video and not (out / OVERLAY).is_file(),
+            cutout=cutout and not (out / CUTOUT).is_file(),
+            style=style,
+            per_object=per_object,
         )
+        return int(json.loads((out / ANNOTATIONS).read_text(encoding="utf-8"))["num_frames"])
     if restored is None:
         state = tracker.start(given_masks)
         skip, position = 0, None
@@ -404,38 +417,6 @@ def _finish(
     if per_object:
         write_object_masks(out)
     resumable.remove_checkpoint(out)
-
-
-def _finish_finished_run(
-    frames: FrameSource,
-    out: Path,
-    *,
-    video: bool,
-    cutout: bool,
-    style: OverlayStyle | None,
-    per_object: bool,
-) -> int:
-    """A resumable run killed after its annotations were final: only the passes of
-    ``_finish`` may be left (videos already there are kept)."""
-    import json
-
-    from deva.io.run_folder import ANNOTATIONS, CUTOUT, OVERLAY
-
-    annotations = out / ANNOTATIONS
-    if not annotations.is_file():
-        raise DevaError(
-            f"cannot resume {out}: the checkpoint's annotation stream is gone; start over with "
-            "--overwrite"
-        )
-    _finish(
-        frames,
-        out,
-        video=video and not (out / OVERLAY).is_file(),
-        cutout=cutout and not (out / CUTOUT).is_file(),
-        style=style,
-        per_object=per_object,
-    )
-    return int(json.loads(annotations.read_text(encoding="utf-8"))["num_frames"])
 
 
 def _motion() -> ImageSegmenter:
