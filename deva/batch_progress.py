@@ -10,6 +10,7 @@ from rich.console import Console, Group
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from deva.batch import BatchReport, VideoRecord
 
@@ -74,33 +75,16 @@ class BatchProgress:
 
 
 def batch_tables(report: BatchReport) -> Group:
-    """The batch summary for the terminal (the same facts as ``report.to_markdown()``, which
-    goes to summary.md): the totals, one row per video, and the failures with their reasons."""
-    totals = Table(title="deva batch", title_justify="left", box=box.SIMPLE_HEAD)
-    columns = (
-        "videos",
-        "processed",
-        "skipped",
-        "ok",
-        "failed",
-        "frames",
-        "s",
-        "frames/s",
-        "workers",
-    )
-    for column in columns:
-        totals.add_column(column, justify="right")
+    """The batch summary for the terminal (the facts of ``report.to_markdown()``, which goes to
+    summary.md): a totals line, a table with one row per video, and the failures' reasons."""
+    processed, skipped = len(report.processed), len(report.videos) - len(report.processed)
     succeeded = sum(v.status == "ok" for v in report.processed)
-    totals.add_row(
-        str(len(report.videos)),
-        str(len(report.processed)),
-        str(len(report.videos) - len(report.processed)),
-        str(succeeded),
-        str(len(report.failed)),
-        str(report.frames),
-        f"{report.seconds:.1f}",
-        f"{report.fps:.1f}",
-        str(report.workers),
+    totals = Text.from_markup(
+        f"[bold]deva batch[/bold]: {_count(len(report.videos), 'video')} ({processed} processed, "
+        f"{skipped} skipped as done before; [green]{succeeded} ok[/green], "
+        f"[{'red' if report.failed else 'green'}]{len(report.failed)} failed[/]), "
+        f"{_count(report.frames, 'frame')} in {report.seconds:.1f} s ({report.fps:.1f} frames/s), "
+        f"{_count(report.workers, 'worker')}"
     )
     videos = Table(box=box.SIMPLE_HEAD)
     videos.add_column("video", overflow="fold")
@@ -113,7 +97,7 @@ def batch_tables(report: BatchReport) -> Group:
         seconds = f"{v.seconds:.1f}" if v.status != "skipped" else "–"
         status = f"[{colours[v.status]}]{v.status}[/]"
         videos.add_row(escape(v.name), status, str(v.frames), seconds, rate)
-    parts: list[Table] = [totals, videos]
+    parts: list[Text | Table] = [totals, videos]
     if report.failed:
         failures = Table(title="failures", title_justify="left", box=box.SIMPLE_HEAD)
         failures.add_column("video", overflow="fold")
@@ -122,3 +106,7 @@ def batch_tables(report: BatchReport) -> Group:
             failures.add_row(escape(v.name), escape(v.reason or ""))
         parts.append(failures)
     return Group(*parts)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
