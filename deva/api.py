@@ -15,7 +15,13 @@ from deva.errors import DevaError, OptionError
 from deva.io.frames import FrameSource, IterableSource, open_frames
 from deva.io.init_masks import InitMasks
 from deva.io.objects import write_object_masks
-from deva.io.run_folder import ANNOTATIONS, CUTOUT, OVERLAY, find_earlier_run
+from deva.io.run_folder import (
+    ANNOTATIONS,
+    CUTOUT,
+    OVERLAY,
+    find_earlier_run,
+    refuse_earlier_run,
+)
 from deva.io.visualize import OverlayStyle
 from deva.propagation.base import Propagator
 from deva.segmenters.base import ImageSegmenter
@@ -387,15 +393,8 @@ def _check_earlier_run(out: Path, *, resume: bool, restored: bool, overwrite: bo
             "first frame",
             out,
         )
-    if earlier is None or overwrite or resume:
-        return
-    if earlier.resumable:
-        advice = "add --resume to continue it, or --overwrite to start over"
-    elif earlier.finished:
-        advice = "add --overwrite to replace it, or choose another --output"
-    else:
-        advice = "add --overwrite to start over (it saved no checkpoint to --resume from)"
-    raise DevaError(f"{out}: already holds {earlier.describe()}; {advice}")
+    if not (overwrite or resume):
+        refuse_earlier_run(out)
 
 
 def _finish(

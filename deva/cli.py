@@ -353,9 +353,11 @@ def track(
     _guarded(run)
 
 
-@app.command("sam3-video")
+@app.command("sam3-video", cls=PlainUsage)
 def sam3_video(
-    input: Annotated[str, typer.Argument(help="Video file, folder of frames, or a glob.")],
+    input: Annotated[
+        str, typer.Argument(metavar="INPUT", help="Video file, folder of frames, or a glob.")
+    ],
     output: Output,
     prompt: Annotated[
         str, typer.Option(help='Phrases separated by ".", e.g. "person.dog" (one concept each).')
@@ -366,6 +368,10 @@ def sam3_video(
     ] = None,
     device: Device = DeviceName.auto,
     video: Video = True,
+    overwrite: Annotated[
+        bool,
+        typer.Option("--overwrite", help="OUTPUT holds an earlier run: replace what deva wrote."),
+    ] = False,
     verbose: Verbose = False,
 ) -> None:
     """Baseline: SAM 3's own detector + tracker end to end (no deva fusion), written in deva's
@@ -373,12 +379,17 @@ def sam3_video(
     _logging(verbose)
 
     def run() -> None:
+        from deva.io.run_folder import refuse_earlier_run
         from deva.models.sam3_video import run_sam3_video
 
+        if not overwrite:
+            refuse_earlier_run(output)
         written = run_sam3_video(
             input, output, prompt=prompt, model=model, device=device.value, video=video
         )
-        console.print(f"[green]{written} frames[/green] tracked by SAM 3 video -> {output}")
+        console.print(
+            f"[green]{_count(written, 'frame')}[/green] tracked by SAM 3 video -> {output}"
+        )
 
     _guarded(run)
 

@@ -73,13 +73,13 @@ class LabelsName(StrEnum):
 MODEL_DEFAULTS = (
     "\b\nDefault models (Hugging Face hub ids, downloaded on first use):\n"
     + "\n".join(
-        f"  {what:<17} {model}"
+        f"  {what:<19} {model}"
         for what, model in (
             ("auto, text (SAM)", DEFAULT_MODELS["auto"]),
             ("text (detector)", DEFAULT_DETECTOR),
             ("panoptic", DEFAULT_MODELS["panoptic"]),
             ("sam2 propagator", DEFAULT_MODELS["sam2"]),
-            ("edgetam", DEFAULT_MODELS["edgetam"]),
+            ("edgetam propagator", DEFAULT_MODELS["edgetam"]),
             ("sam3 (gated)", DEFAULT_MODELS["sam3"]),
         )
     )

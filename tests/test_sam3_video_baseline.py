@@ -68,6 +68,8 @@ def test_cli_writes_deva_outputs(model_dir, frames, tmp_path) -> None:
         assert {o["id"] for o in record["objects"]} == set(np.unique(read_id_png(mask))) - {0}
         for obj in record["objects"]:
             assert obj["category"] == ["person", "dog"][obj["category_id"]]
+    again = CliRunner().invoke(app, [str(a) for a in [*args, "--no-video", "--device", "cpu"]])
+    assert again.exit_code == 2 and "--overwrite" in again.output  # never mixes two runs
 
 
 def test_cli_needs_a_sam3_video_model(tmp_path, frames) -> None:

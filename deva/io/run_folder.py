@@ -73,6 +73,21 @@ def find_earlier_run(folder: str | Path) -> EarlierRun | None:
     )
 
 
+def refuse_earlier_run(folder: str | Path) -> None:
+    """A DevaError naming the earlier run in ``folder`` and the flags that deal with it (a new
+    run must neither mix with it nor silently replace it); nothing when there is none."""
+    earlier = find_earlier_run(folder)
+    if earlier is None:
+        return
+    if earlier.resumable:
+        advice = "add --resume to continue it, or --overwrite to start over"
+    elif earlier.finished:
+        advice = "add --overwrite to replace it, or choose another --output"
+    else:
+        advice = "add --overwrite to start over (it saved no checkpoint to --resume from)"
+    raise DevaError(f"{folder}: already holds {earlier.describe()}; {advice}")
+
+
 def run_outputs(folder: Path) -> list[Path]:
     """Every file deva writes that exists in the run folder ``folder``."""
     found = [folder / name for name in _FILES if (folder / name).is_file()]
