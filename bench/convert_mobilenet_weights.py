@@ -34,7 +34,8 @@ def main(source: str) -> None:
     keep = MobileNetV2Features(depth=SHIPPED_DEPTH).state_dict()
     shipped = {name: state[name].clone() for name in keep}
     torch.save(shipped, WEIGHTS_PATH)
-    print(f"wrote {WEIGHTS_PATH} ({len(shipped)} tensors, sha256 of tensors {tensors_sha256(shipped)})")
+    digest = tensors_sha256(shipped)
+    print(f"wrote {WEIGHTS_PATH} ({len(shipped)} tensors, tensors' sha256 {digest})")
 
 
 if __name__ == "__main__":

@@ -73,14 +73,17 @@ def make_propagator(
     precision: str = "float32",
     fill_unknown: bool = False,
 ) -> Propagator:
-    """A propagator by name: ``flow`` (optical flow, no weights), ``network`` (the DEVA
-    propagation network; needs ``checkpoint``, a file such as DEVA-propagation.pth or a
-    Hugging Face hub id; runs in ``precision``, see ``NetworkPropagator``) or a SAM-family video
-    model, ``sam2`` / ``edgetam`` / ``sam3`` (hub id or folder ``sam2_model``, None: the family's
-    default; see ``deva.models.builders``). ``max_memory_mb`` caps the propagator's memory (see
-    README); ``fill_unknown``: see ``FlowPropagator``."""
+    """A propagator by name: ``appearance`` (feature matching on the ImageNet MobileNetV2
+    that deva ships; no download, no training), ``flow`` (optical flow, no weights),
+    ``network`` (the DEVA propagation network; needs ``checkpoint``, a file such as
+    DEVA-propagation.pth or a Hugging Face hub id; runs in ``precision``, see
+    ``NetworkPropagator``) or a SAM-family video model, ``sam2`` / ``edgetam`` / ``sam3`` (hub
+    id or folder ``sam2_model``, None: the family's default; see ``deva.models.builders``).
+    ``max_memory_mb`` caps the propagator's memory (see README); ``fill_unknown``: see
+    ``FlowPropagator``."""
     factories: dict[str, Callable[[], Propagator]] = {
         "flow": lambda: _flow(max_memory_mb, fill_unknown),
+        "appearance": lambda: _appearance(device, max_memory_mb),
         "network": lambda: _network(checkpoint, device, max_memory_mb, precision),
         "sam2": lambda: _sam_video("sam2", sam2_model, device),
         "edgetam": lambda: _sam_video("edgetam", sam2_model, device),
@@ -168,7 +171,7 @@ def choose_segmenter(
 
 
 SEGMENTER_NAMES = ("motion", "precomputed", "auto", "text", "panoptic")
-PROPAGATOR_NAMES = ("flow", "network", "sam2", "edgetam", "sam3")
+PROPAGATOR_NAMES = ("appearance", "flow", "network", "sam2", "edgetam", "sam3")
 SAM_VIDEO = ("sam2", "edgetam", "sam3")
 """The SAM-family video propagators (one running session each, see ``propagation.sam_video``)."""
 
@@ -499,6 +502,12 @@ def _sam_video(family: str, model: str | None, device: str) -> Propagator:
     from deva.models.builders import build_propagator
 
     return build_propagator(family, model, device)
+
+
+def _appearance(device: str, max_memory_mb: float | None) -> Propagator:
+    from deva.propagation.appearance import AppearancePropagator
+
+    return AppearancePropagator(device=device, max_memory_mb=max_memory_mb)
 
 
 def _flow(max_memory_mb: float | None = None, fill_unknown: bool = False) -> Propagator:

@@ -27,6 +27,7 @@ class SegmenterName(StrEnum):
 
 
 class PropagatorName(StrEnum):
+    appearance = "appearance"
     flow = "flow"
     network = "network"
     sam2 = "sam2"

@@ -42,6 +42,7 @@ task_app = typer.Typer(
 class _Propagator(StrEnum):
     """The propagators the task runners take (no SAM 2 video model here)."""
 
+    appearance = "appearance"
     flow = "flow"
     network = "network"
 

@@ -150,7 +150,9 @@ class AppearancePropagator:
         small = self._read(encoded.keys, self._frames())
         probs = self._finish(small, image.shape[:2], flow)
         if self.recent:
-            self._remember(encoded.keys, torch.from_numpy(probs[1:]).to(self.device), len(self._ids))
+            self._remember(
+                encoded.keys, torch.from_numpy(probs[1:]).to(self.device), len(self._ids)
+            )
             self._propagated = encoded
         if self._flow is not None:
             self._flow.memorize(image, probs[1:], self._ids)
@@ -264,7 +266,11 @@ class AppearancePropagator:
 
     def _encode(self, image: np.ndarray, *, cache: bool = True) -> _Encoded:
         last = self._last
-        if last is not None and last.image.shape == image.shape and np.array_equal(last.image, image):
+        if (
+            last is not None
+            and last.image.shape == image.shape
+            and np.array_equal(last.image, image)
+        ):
             return last if cache else last.keys  # type: ignore[return-value]
         keys = self.extractor(image).to(self.device)
         if not cache:

@@ -48,7 +48,9 @@ def load_shipped_weights(path: Path = WEIGHTS_PATH) -> dict[str, torch.Tensor]:
     except (OSError, RuntimeError) as error:
         raise DevaError(f"cannot read the appearance features' weights {path}: {error}") from None
     if tensors_sha256(state) != WEIGHTS_SHA256:
-        raise DevaError(f"{path} is not the MobileNetV2 deva ships (digest differs); reinstall deva")
+        raise DevaError(
+            f"{path} is not the MobileNetV2 deva ships (digest differs); reinstall deva"
+        )
     return state
 
 

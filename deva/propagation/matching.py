@@ -98,7 +98,9 @@ def read(
         sims.append(torch.bmm(queries, windows.keys))  # (L, T², S²)
         cut = window_values(frame_values, windows)
         values.append(cut)
-        valid.append(frame_valid.to(cut.dtype)[None, :, None].expand(cut.shape[0], -1, cut.shape[2]))
+        valid.append(
+            frame_valid.to(cut.dtype)[None, :, None].expand(cut.shape[0], -1, cut.shape[2])
+        )
     sim = torch.cat(sims, dim=2) if len(sims) > 1 else sims[0]
     top, index = sim.topk(min(top_k, sim.shape[2]), dim=2)  # (L, T², k)
     weight = torch.softmax(top / temperature, dim=2)

@@ -45,7 +45,9 @@ def _conv_bn(
     inp: int, out: int, kernel: int, stride: int = 1, dilation: int = 1, groups: int = 1
 ) -> list[nn.Module]:
     padding = dilation * (kernel - 1) // 2
-    conv = nn.Conv2d(inp, out, kernel, stride, padding, dilation=dilation, groups=groups, bias=False)
+    conv = nn.Conv2d(
+        inp, out, kernel, stride, padding, dilation=dilation, groups=groups, bias=False
+    )
     return [conv, nn.BatchNorm2d(out)]
 
 

