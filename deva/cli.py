@@ -46,6 +46,8 @@ from deva.cli_options import (
     PredIouThreshold,
     Prompt,
     PropagatorName,
+    Reid,
+    ReidThreshold,
     Sam2Model,
     SaveName,
     ScoreThreshold,
@@ -205,6 +207,8 @@ def track(
     ] = TrackerConfig.max_missed,
     max_objects: MaxObjects = TrackerConfig.max_objects,
     incremental: Incremental = TrackerConfig.incremental,
+    reid: Reid = TrackerConfig.reid,
+    reid_threshold: ReidThreshold = TrackerConfig.reid_threshold,
     size: Size = TrackerConfig.size,
     allow_missing: AllowMissing = False,
     video: Video = True,
@@ -275,6 +279,8 @@ def track(
             max_missed=max_missed,
             max_objects=max_objects,
             incremental=incremental,
+            reid=reid,
+            reid_threshold=reid_threshold,
         )
         chosen = segmenter.value if segmenter else None
         models, sam2 = route_sam2_model(
@@ -477,6 +483,8 @@ def batch(
     ] = TrackerConfig.max_missed,
     max_objects: MaxObjects = TrackerConfig.max_objects,
     incremental: Incremental = TrackerConfig.incremental,
+    reid: Reid = TrackerConfig.reid,
+    reid_threshold: ReidThreshold = TrackerConfig.reid_threshold,
     size: Size = TrackerConfig.size,
     allow_missing: AllowMissing = False,
     video: Video = True,
@@ -507,6 +515,8 @@ def batch(
             max_missed=max_missed,
             max_objects=max_objects,
             incremental=incremental,
+            reid=reid,
+            reid_threshold=reid_threshold,
         )
         models = ModelOptions(
             model=model,

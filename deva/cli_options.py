@@ -115,6 +115,17 @@ Incremental = Annotated[
         help="Count a miss only if the object also left the propagation.", show_default="off"
     ),
 ]
+Reid = Annotated[
+    bool,
+    typer.Option(
+        "--reid/--no-reid",
+        help="Give a re-entering object its old id when it looks like a recently deleted one "
+        "(appearance propagator only).",
+    ),
+]
+ReidThreshold = Annotated[
+    float, typer.Option(help="Least appearance similarity (cosine) that re-identifies.")
+]
 AllowMissing = Annotated[
     bool,
     typer.Option(

@@ -35,6 +35,10 @@ class TrackerConfig:
         segmenters that only look where nothing is tracked, e.g. automatic SAM).
     iou_threshold: association IoU between a tracked object and a new segment (spec: > 0.5).
     size: short side of the working resolution for propagation; -1 = native.
+    reid: re-identification: a new segment that looks like a recently deleted object takes its
+        id back (``deva.fusion.dormant``); only with a propagator that describes appearance
+        (``appearance``), ignored with others.
+    reid_threshold: the least cosine similarity of appearance prototypes that re-identifies.
     """
 
     mode: Mode = "semionline"
@@ -46,6 +50,8 @@ class TrackerConfig:
     incremental: bool = False
     iou_threshold: float = 0.5
     size: int = 480
+    reid: bool = True
+    reid_threshold: float = 0.85
 
     @property
     def frames_per_clip(self) -> int:
@@ -76,5 +82,7 @@ class TrackerConfig:
             )
         if not 0.0 <= self.iou_threshold < 1.0:
             raise OptionError("iou_threshold", f"must be in [0, 1), got {self.iou_threshold}")
+        if not -1.0 <= self.reid_threshold <= 1.0:
+            raise OptionError("reid_threshold", f"must be in [-1, 1], got {self.reid_threshold}")
         if self.size != -1 and self.size < 16:
             raise OptionError("size", f"must be -1 (native) or >= 16, got {self.size}")

@@ -20,6 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 
 from deva.errors import DevaError
+from deva.fusion.dormant import DormantStore
 from deva.io.atomic import atomic_path, write_errors
 from deva.io.run_folder import CHECKPOINT, INCOMPLETE_ANNOTATIONS
 from deva.io.writer import WriterPosition
@@ -90,6 +91,7 @@ def snapshot(
             "native_size": state.native_size,
             "registry": state.registry,
             "last_ids": state.last_ids,
+            "dormant": state.dormant,
         },
         propagator=_stateful(tracker.propagator, "propagator").state_dict(),
         segmenter=_segmenter_state(tracker),
@@ -112,6 +114,7 @@ def restore(
         registry=saved["registry"],
         last_ids=saved["last_ids"],
         given_masks=given_masks,
+        dormant=saved.get("dormant") or DormantStore(threshold=tracker.config.reid_threshold),
     )
 
 

@@ -17,12 +17,14 @@ from scipy import ndimage
 from deva.config import TrackerConfig
 from deva.errors import DevaError
 from deva.fusion.consensus import Consensus, consensus
+from deva.fusion.dormant import DormantStore
 from deva.fusion.merge import associate, drop_empty_segments, keep_segments, paint
 from deva.fusion.registry import ObjectRegistry
 from deva.idmap import index_map
 from deva.io.frames import resize_ids, resize_short_side
 from deva.propagation.base import (
     Propagator,
+    Reidentifies,
     align_ids,
     memorize_ids,
     object_limit,
@@ -57,6 +59,7 @@ class TrackerState:
     clip: list[PendingFrame] = field(default_factory=list)
     last_ids: np.ndarray | None = None
     given_masks: GivenMasks | None = None
+    dormant: DormantStore = field(default_factory=DormantStore)
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,16 @@ class Tracker:
     def start(self, given_masks: GivenMasks | None = None) -> TrackerState:
         """A fresh state for a new video (the propagator forgets the previous one)."""
         self.propagator.reset()
-        return TrackerState(given_masks=given_masks)
+        return TrackerState(given_masks=given_masks, dormant=self._dormant_store())
+
+    def _dormant_store(self) -> DormantStore:
+        return DormantStore(threshold=self.config.reid_threshold)
+
+    @property
+    def reidentifies(self) -> bool:
+        """Whether deleted objects can come back under their id: asked for, and the
+        propagator can describe appearance."""
+        return self.config.reid and isinstance(self.propagator, Reidentifies)
 
     def step(self, state: TrackerState, frame: Frame) -> list[FrameResult]:
         """Take the next frame; return the results that became final (none while a clip fills).
@@ -160,16 +172,46 @@ class Tracker:
                 registry.miss(
                     object_id, still_visible=object_id in visible, incremental=config.incremental
                 )
-        new_ids = {s.id: registry.register(*votes[s.id]) for s in unmatched}
+        new_ids = self._register(state, image, detection, unmatched, votes)
 
         canvas = paint(propagated, tracked, detection, pairs, new_ids)
+        objects = {i: registry[i] for i in registry.ids}
         deleted = registry.remove_expired(config.max_missed)
         if deleted:
             canvas[np.isin(canvas, deleted)] = 0
+            if self.reidentifies:
+                prototypes = self.propagator.prototypes(deleted)  # type: ignore[attr-defined]
+                for object_id, prototype in prototypes.items():
+                    state.dormant.add(objects[object_id], prototype, state.frame_index)
             self.propagator.forget(deleted)
         object_ids = registry.ids
         memorize_ids(self.propagator, image, canvas, object_ids)
         return MergeOutcome(canvas, tuple(new_ids.values()), tuple(deleted))
+
+    def _register(
+        self,
+        state: TrackerState,
+        image: np.ndarray,
+        detection: Segmentation,
+        unmatched: Sequence[SegmentInfo],
+        votes: Mapping[int, tuple[SegmentInfo, ...]],
+    ) -> dict[int, int]:
+        """Segment id -> object id for the new segments: a dormant object the segment looks
+        like comes back under its id (re-identification), the others get new ids."""
+        revived: list = [None] * len(unmatched)
+        if unmatched and self.reidentifies:
+            state.dormant.expire(state.frame_index)
+            if len(state.dormant):
+                segment_ids = [s.id for s in unmatched]
+                prototypes = self.propagator.describe(image, detection.ids, segment_ids)  # type: ignore[attr-defined]
+                revived = state.dormant.match(prototypes)
+        registry = state.registry
+        return {
+            s.id: registry.register(*votes[s.id])
+            if obj is None
+            else registry.revive(obj, *votes[s.id])
+            for s, obj in zip(unmatched, revived, strict=True)
+        }
 
     def clip_consensus(self, clip: Sequence[PendingFrame], key: int) -> Consensus:
         """The clip's detections aligned to the keyframe and voted (spec §3.4-3.5); a clip of

@@ -132,10 +132,18 @@ def test_prototypes_tell_objects_apart(extractor: FeatureExtractor) -> None:
     propagator = AppearancePropagator(extractor=extractor)
     propagator.memorize(SCENE.images[0], SCENE.masks(0), [1, 2])
     stored = propagator.prototypes([1, 2])
-    later = propagator.describe(SCENE.images[4], SCENE.masks(4))
+    ids = SCENE.square[4] * 7 + SCENE.static * 3
+    later = propagator.describe(SCENE.images[4], ids, [7, 3, 99])  # 99: absent
     assert float(stored[1] @ later[0]) > float(stored[1] @ later[1])
     assert float(stored[2] @ later[1]) > float(stored[2] @ later[0])
-    assert propagator.describe(SCENE.images[4], np.zeros((1, 96, 128), bool)).any() == 0
+    assert not later[2].any()
+    # the same vectors as a dense mask-weighted mean of the keys
+    keys = propagator.extractor(SCENE.images[4])
+    small = torch.nn.functional.adaptive_avg_pool2d(
+        torch.from_numpy(SCENE.square[4].astype(np.float32))[None, None], keys.shape[-2:]
+    )[0, 0]
+    dense = torch.nn.functional.normalize((keys * small).sum((1, 2)), dim=0)
+    np.testing.assert_allclose(later[0], dense.numpy(), atol=0.02)
 
 
 def test_bad_settings_are_one_error() -> None:

@@ -98,6 +98,16 @@ class ObjectRegistry:
         self._objects[object_id] = obj
         return object_id
 
+    def revive(self, obj: TrackedObject, *votes: SegmentInfo) -> int:
+        """Track a deleted object again under its own id (re-identification); its id."""
+        if obj.id in self._objects:
+            raise ValueError(f"object {obj.id} is already tracked")
+        obj.missed = 0
+        for vote in votes:
+            obj.confirm(vote)
+        self._objects[obj.id] = obj
+        return obj.id
+
     def adopt(self, object_id: int, info: SegmentInfo | None = None) -> None:
         """Track an object under an id chosen by the user (given masks); later new objects get
         ids above every id seen."""

@@ -212,12 +212,34 @@ class AppearancePropagator:
         """Each known object's mean key over its last memorized mask, (C,) unit vectors."""
         return {i: self._prototypes[i].cpu().numpy() for i in object_ids if i in self._prototypes}
 
-    def describe(self, image: np.ndarray, masks: np.ndarray) -> np.ndarray:
-        """(K, C) prototypes of (K, H, W) masks at ``image``; zero rows for empty masks."""
+    def describe(
+        self, image: np.ndarray, ids: np.ndarray, segment_ids: Sequence[int]
+    ) -> np.ndarray:
+        """(K, C) prototypes of the segments ``segment_ids`` of the (H, W) id map ``ids`` at
+        ``image``; zero rows for absent segments. Works on (segment, key cell) pairs, so the
+        cost is O(pixels + segments) however many segments there are."""
         check_image(image)
         keys = self._encode(image).keys
-        soft = torch.from_numpy(np.asarray(masks, np.float32)).to(self.device)
-        return _mean_keys(keys, _on_grid(soft, keys.shape[-2:])).cpu().numpy()
+        c, h, w = keys.shape
+        wanted = np.asarray(segment_ids, np.int64)
+        if ids.shape != image.shape[:2]:
+            raise DevaError(f"id map of size {ids.shape} for an image of {image.shape[:2]}")
+        cells = (np.arange(ids.shape[0]) * h // ids.shape[0])[:, None] * w + (
+            np.arange(ids.shape[1]) * w // ids.shape[1]
+        )[None, :]
+        order = np.argsort(wanted)
+        position = np.searchsorted(wanted[order], ids.ravel())
+        position = np.minimum(position, max(len(wanted) - 1, 0))
+        inside = (wanted[order][position] == ids.ravel()) if len(wanted) else position < 0
+        segment = order[position[inside]]
+        pairs, counts = np.unique(segment * (h * w) + cells.ravel()[inside], return_counts=True)
+        index = torch.from_numpy(np.stack([pairs // (h * w), pairs % (h * w)]))
+        values = torch.from_numpy(counts.astype(np.float32))
+        area = torch.sparse_coo_tensor(
+            index, values, (len(wanted), h * w), is_coalesced=True, check_invariants=False
+        ).to(keys.device)
+        sums = torch.sparse.mm(area, keys.flatten(1).T.contiguous())
+        return F.normalize(sums, dim=1).cpu().numpy()
 
     # -- resumable state --------------------------------------------------------------------
 

@@ -65,6 +65,23 @@ class Propagator(Protocol):
         ...
 
 
+@runtime_checkable
+class Reidentifies(Protocol):
+    """A propagator that can describe objects by appearance, so that the tracker can give a
+    re-entering object its old id (``deva.fusion.dormant``)."""
+
+    def prototypes(self, object_ids: Sequence[int]) -> dict[int, np.ndarray]:
+        """Unit-norm appearance vectors of tracked objects (those it has one for)."""
+        ...
+
+    def describe(
+        self, image: np.ndarray, ids: np.ndarray, segment_ids: Sequence[int]
+    ) -> np.ndarray:
+        """(K, C) appearance vectors of the segments ``segment_ids`` of the (H, W) id map
+        ``ids`` at ``image``; zero rows for absent segments."""
+        ...
+
+
 def check_image(image: np.ndarray) -> None:
     """Propagators take (H, W, 3) uint8 RGB; anything else is one clear error."""
     if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
