@@ -51,8 +51,9 @@ class StreamTruth:
 
 
 def make_propagator(name: str):
-    """flow, or the DEVA network: ``network`` = official architecture (random weights),
-    ``network-tiny`` = the test architecture; both run at a 160-pixel working size."""
+    """flow, appearance, or the DEVA network: ``network`` = official architecture (random
+    weights), ``network-tiny`` = the test architecture; all but flow run at a 160-pixel
+    working size."""
     import torch
 
     from deva.propagation.flow import FlowPropagator
@@ -62,6 +63,10 @@ def make_propagator(name: str):
     torch.manual_seed(0)
     if name == "flow":
         return FlowPropagator()
+    if name == "appearance":
+        from deva.propagation.appearance import AppearancePropagator
+
+        return AppearancePropagator()
     if name == "network":
         return NetworkPropagator(PropagationNetwork())
     if name == "network-tiny":

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from bench import (
+    appearance,
     batch_speed,
     consensus_speed,
     eval_speed,
@@ -126,6 +127,8 @@ def memory_section(lengths: tuple[int, ...], network_lengths: tuple[int, ...]) -
         ("flow", "semionline"),
         ("network-tiny", "online"),
         ("network-tiny", "semionline"),
+        ("appearance", "online"),
+        ("appearance", "semionline"),
     )
     rows_file = RESULTS / "memory_rows.jsonl"
     rows = memory.measure(lengths, combos, parallel=2, rows_file=rows_file) + memory.measure(
@@ -257,6 +260,45 @@ def sections(quick: bool) -> list[Section]:
                 "for reference.\n"
             ),
             lambda: tracking.table(tracking.motion_rows(sequences)),
+        ),
+        Section(
+            "appearance",
+            (
+                "## Appearance propagator vs optical flow, end to end (DAVIS-16 shared clips)\n\n"
+                "Side by side in one run, official-definition J&F. *semi-supervised*: the first "
+                "frame's mask, propagation only (first and last frames not scored); *noisy "
+                "detections*: the detections of the noisy-detection section, semi-online (clip "
+                "3 every 5), best single id; *motion segmenter*: `deva track` with the default "
+                "segmenter, all objects as the foreground. Goals (issue 14): ≥ 0.80, ≥ 0.75 "
+                "and ≥ 0.65. frames/s: tracking only, 854×480, 2 threads.\n"
+            ),
+            lambda: appearance.quality_table(sequences),
+        ),
+        Section(
+            "appearance_parts",
+            (
+                "### What each part of the appearance propagator gains (semi-supervised)\n\n"
+                "One setting changed at a time from the default.\n"
+            ),
+            lambda: appearance.parts_table(sequences),
+        ),
+        Section(
+            "appearance_speed",
+            (
+                "### Appearance propagator speed (854×480, DAVIS `bmx-trees`, propagation only)"
+                "\n\n1 object = the true mask; more objects add grid cells of the rest of the "
+                "frame. Flow measured in the same run. Goal: ≥ 10 frames/s for 1-5 objects.\n"
+            ),
+            lambda: appearance.speed_table(),
+        ),
+        Section(
+            "reid",
+            (
+                "### Re-identification prototypes (DAVIS-16 shared clips)\n\nCosine similarity "
+                "of an object's mean appearance feature at 4 frames spread over its clip, and "
+                "of the objects of different clips.\n"
+            ),
+            lambda: appearance.reid_table(sequences),
         ),
         Section(
             "vos",

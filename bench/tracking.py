@@ -140,22 +140,24 @@ def noise_sweep(
     return "\n".join(lines)
 
 
-def motion_rows(sequences=SEQUENCES, root: Path = DAVIS) -> list[Row]:
+def motion_rows(
+    sequences=SEQUENCES,
+    root: Path = DAVIS,
+    make_propagator: Callable[[], Propagator] = FlowPropagator,
+    label: str = "motion + flow",
+    raw: bool = True,
+) -> list[Row]:
     """The weight-free default end to end, scored DAVIS-16 style (all objects = foreground) and
     DAVIS-17 style (best single id); plus the raw per-frame motion segmentation for reference."""
     rows = []
     for sequence in sequences:
         gt = ground_truth(sequence, root)
-        tracker = Tracker(MotionSegmenter(), FlowPropagator(), TrackerConfig())
+        tracker = Tracker(MotionSegmenter(), make_propagator(), TrackerConfig())
         pred, fps = timed_ids(tracker.run(frames_of(sequence, root)))
-        rows.append(
-            score("deva track defaults (motion + flow), union", sequence, pred, gt, fps, "union")
-        )
-        rows.append(
-            score(
-                "deva track defaults (motion + flow), best id", sequence, pred, gt, fps, "hungarian"
-            )
-        )
+        rows.append(score(f"deva track ({label}), union", sequence, pred, gt, fps, "union"))
+        rows.append(score(f"deva track ({label}), best id", sequence, pred, gt, fps, "hungarian"))
+        if not raw:
+            continue
         segmenter = MotionSegmenter()
         raw = []
         start = time.perf_counter()
@@ -197,7 +199,12 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def vos_rows(sequences=SEQUENCES, root: Path = DAVIS, make_propagator=FlowPropagator) -> list[Row]:
+def vos_rows(
+    sequences=SEQUENCES,
+    root: Path = DAVIS,
+    make_propagator=FlowPropagator,
+    label: str = "flow propagator, first-frame mask",
+) -> list[Row]:
     """Semi-supervised VOS: the first frame's ground truth given, propagation only; scored as
     DAVIS does (identity ids, first and last frames excluded)."""
     rows = []
@@ -213,7 +220,7 @@ def vos_rows(sequences=SEQUENCES, root: Path = DAVIS, make_propagator=FlowPropag
         switches = count_id_switches(pred, gt > 0)
         rows.append(
             Row(
-                "flow propagator, first-frame mask",
+                label,
                 sequence,
                 s.jf_mean,
                 s.j_mean,
