@@ -151,3 +151,19 @@ def test_bad_settings_are_one_error() -> None:
         AppearancePropagator(top_k=0)
     with pytest.raises(DevaError, match="--max-memory"):
         AppearancePropagator(max_memory_mb=0)
+
+
+def test_inference_rewrite_keeps_the_features(extractor: FeatureExtractor) -> None:
+    """BatchNorm folding and channels-last change rounding only."""
+    plain = MobileNetV2Features(depth=SHIPPED_DEPTH, output_stride=16).eval()
+    plain.load_state_dict(load_shipped_weights())
+    image = np.random.default_rng(0).integers(0, 256, (120, 200, 3), dtype=np.uint8)
+    x = (torch.from_numpy(image.astype(np.float32)).permute(2, 0, 1) - extractor.mean) / (
+        extractor.std
+    )
+    with torch.no_grad():
+        fine, coarse = plain(x[None], (6, 13))
+    coarse = torch.nn.functional.interpolate(coarse, fine.shape[-2:], mode="bilinear")
+    keys = torch.cat([torch.nn.functional.normalize(o, dim=1) for o in (fine, coarse)], dim=1)
+    expected = torch.nn.functional.normalize(keys, dim=1)[0]
+    torch.testing.assert_close(extractor(image), expected, atol=1e-5, rtol=1e-4)
