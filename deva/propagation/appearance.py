@@ -49,6 +49,7 @@ class _Frame:
     windows: Windows
     masks: torch.Tensor
     valid: torch.Tensor
+    confidence: torch.Tensor | None = None  # (h, w) in [0, 1]; None = certain everywhere
 
     def nbytes(self) -> int:
         return self.windows.nbytes() + self.masks.numel() * 4 + self.valid.numel()
@@ -92,6 +93,8 @@ class AppearancePropagator:
         radius: int = 6,
         permanent_radius: int = 12,
         tile: int = 8,
+        recent_bias: float = 0.0,
+        confidence: bool = True,
         feature_size: int = 480,
         flow_weight: float = 0.0,
         device: str = "cpu",
@@ -116,6 +119,8 @@ class AppearancePropagator:
         self.radius = radius
         self.permanent_radius = permanent_radius
         self.tile = tile
+        self.recent_bias = recent_bias
+        self.confidence = confidence
         self.flow_weight = flow_weight
         self.max_memory_bytes = None if max_memory_mb is None else int(max_memory_mb * 2**20)
         self.device = resolve_device(device)
@@ -150,9 +155,16 @@ class AppearancePropagator:
         small = self._read(encoded.keys, self._frames())
         probs = self._finish(small, image.shape[:2], flow)
         if self.recent:
-            self._remember(
-                encoded.keys, torch.from_numpy(probs[1:]).to(self.device), len(self._ids)
-            )
+            labels = torch.from_numpy(probs.argmax(axis=0)).to(self.device)
+            ids = torch.arange(1, len(self._ids) + 1, device=self.device)
+            hard = (labels[None] == ids[:, None, None]).float()
+            frame = self._frame(encoded.keys, _on_grid(hard, encoded.keys.shape[-2:]), self.radius)
+            if self.confidence:
+                top = torch.from_numpy(probs.max(axis=0)).to(self.device)
+                second = 1 - top
+                margin = _on_grid((top - second).clamp(0, 1)[None], encoded.keys.shape[-2:])[0]
+                frame.confidence = margin
+            self._push(frame)
             self._propagated = encoded
         if self._flow is not None:
             self._flow.memorize(image, probs[1:], self._ids)
@@ -302,10 +314,11 @@ class AppearancePropagator:
 
     def _frame(self, keys: torch.Tensor, small: torch.Tensor, radius: int) -> _Frame:
         valid = torch.ones(small.shape[0], dtype=torch.bool, device=self.device)
-        return _Frame(cut_windows(keys, radius, self.tile), small, valid)
+        bias = 0.0 if radius == self.permanent_radius else -self.recent_bias
+        return _Frame(cut_windows(keys, radius, self.tile, bias), small, valid)
 
-    def _remember(self, keys: torch.Tensor, probs: torch.Tensor, count: int) -> None:
-        self._push(self._frame(keys, _on_grid(probs[:count], keys.shape[-2:]), self.radius))
+    def _remember(self, keys: torch.Tensor, masks: torch.Tensor) -> None:
+        self._push(self._frame(keys, _on_grid(masks, keys.shape[-2:]), self.radius))
 
     def _push(self, frame: _Frame) -> None:
         self._recent.append(frame)
@@ -349,7 +362,14 @@ class AppearancePropagator:
                 self._prototypes[obj] = prototype
 
     def _read(self, keys: torch.Tensor, frames: list[_Frame]) -> torch.Tensor:
-        memories = [(f.windows, f.masks, f.valid) for f in frames]
+        memories = [
+            (
+                f.windows,
+                f.masks,
+                f.valid if f.confidence is None else f.valid[:, None, None] * f.confidence,
+            )
+            for f in frames
+        ]
         return read(keys, memories, top_k=self.top_k, temperature=self.temperature)
 
     def _finish(

@@ -44,13 +44,14 @@ def _padding(grid: tuple[int, int], tile: int, radius: int) -> tuple[int, int, i
     return (radius, radius + (-w) % tile, radius, radius + (-h) % tile)
 
 
-def cut_windows(keys: torch.Tensor, radius: int, tile: int) -> Windows:
-    """(C, h, w) memory keys -> their ``Windows``."""
+def cut_windows(keys: torch.Tensor, radius: int, tile: int, bias: float = 0.0) -> Windows:
+    """(C, h, w) memory keys -> their ``Windows``; ``bias`` is added to every affinity with
+    this frame (a negative one makes other frames win ties)."""
     c, h, w = keys.shape
     inside = torch.zeros_like(keys[:1])
     padded = F.pad(torch.cat([keys, inside]), _padding((h, w), tile, radius), value=0.0)
     padded[c] = _OUTSIDE
-    padded[c, radius : radius + h, radius : radius + w] = 0.0
+    padded[c, radius : radius + h, radius : radius + w] = bias
     side = tile + 2 * radius
     cut = F.unfold(padded[None], side, stride=tile)[0]  # ((C + 1)·S², L)
     cut = cut.reshape(c + 1, side * side, -1).permute(2, 0, 1).contiguous()
@@ -83,7 +84,8 @@ def read(
     temperature: float,
 ) -> torch.Tensor:
     """(K, h, w) values for ``query`` keys (C, h, w) from ``memories``, each
-    ``(windows, values (K, h, w), valid (K,) bool)``, all cut with the same tile.
+    ``(windows, values (K, h, w), valid (K,) bool or (K, h, w) weights)``, all cut with the
+    same tile.
 
     Each query cell softmaxes its ``top_k`` highest cosine affinities over all frames' windows
     (temperature ``temperature``) and averages the values there; an object averages only over
@@ -98,9 +100,11 @@ def read(
         sims.append(torch.bmm(queries, windows.keys))  # (L, T², S²)
         cut = window_values(frame_values, windows)
         values.append(cut)
-        valid.append(
-            frame_valid.to(cut.dtype)[None, :, None].expand(cut.shape[0], -1, cut.shape[2])
-        )
+        if frame_valid.dim() == 3:  # per-cell weights
+            valid.append(window_values(frame_valid.to(cut.dtype), windows))
+        else:
+            known = frame_valid.to(cut.dtype)[None, :, None]
+            valid.append(known.expand(cut.shape[0], -1, cut.shape[2]))
     sim = torch.cat(sims, dim=2) if len(sims) > 1 else sims[0]
     top, index = sim.topk(min(top_k, sim.shape[2]), dim=2)  # (L, T², k)
     weight = torch.softmax(top / temperature, dim=2)
