@@ -58,12 +58,10 @@ def quality_table(sequences=tracking.SEQUENCES) -> str:
 
 #: Variants of the propagator, each changing one setting of the default.
 PARTS: dict[str, dict[str, object]] = {
-    "default (permanent first frame + 3 recent, top-20, windows 12 / 6 cells)": {},
-    "no recent frames (first frame only)": {"recent": 0},
-    "1 recent frame": {"recent": 1},
-    "top-5 instead of top-20": {"top_k": 5},
-    "features at 360 px instead of 480": {"feature_size": 360},
-    "features at 240 px": {"feature_size": 240},
+    "default (first frame + 3 recent, top-20, windows 12 / 6 cells, confidence)": {},
+    "first frame only (no recent frames)": {"recent": 0},
+    "recent frames not weighted by confidence": {"confidence": False},
+    "features at 240 px instead of 480": {"feature_size": 240},
     "+ optical flow, 30 % of the result": {"flow_weight": 0.3},
 }
 
