@@ -167,11 +167,13 @@ def track(
     propagator: Annotated[
         PropagatorName,
         typer.Option(
-            help="Temporal propagator: flow (no weights), network (DEVA network), or a "
-            "SAM-family video model, sam2 (SAM 2.1), edgetam or sam3 (SAM 3 tracker); those "
-            "need the models extra and keep one running session with bounded memory."
+            help="Temporal propagator: flow (optical flow, one-frame memory), appearance "
+            "(matches pretrained features shipped with deva; slower, remembers appearance), "
+            "network (DEVA network), or a SAM-family video model, sam2 (SAM 2.1), edgetam or "
+            "sam3 (SAM 3 tracker); those need the models extra and keep one running session "
+            "with bounded memory."
         ),
-    ] = PropagatorName.flow,
+    ] = PropagatorName.appearance,
     checkpoint: Annotated[
         str | None,
         typer.Option(
@@ -466,7 +468,7 @@ def batch(
     ] = None,
     propagator: Annotated[
         PropagatorName, typer.Option(help="Temporal propagator.")
-    ] = PropagatorName.flow,
+    ] = PropagatorName.appearance,
     checkpoint: Annotated[
         str | None, typer.Option(help="Network weights (with --propagator network).")
     ] = None,

@@ -59,7 +59,10 @@ Dets = Annotated[
 ]
 SoftMasks = Annotated[Path, typer.Option(help="Soft mask root (layout in the command help).")]
 PropagatorOpt = Annotated[
-    _Propagator, typer.Option(help="Temporal propagator: flow (no weights) or network.")
+    _Propagator,
+    typer.Option(
+        help="Temporal propagator: flow (optical flow), appearance (shipped features) or network."
+    ),
 ]
 Checkpoint = Annotated[
     str | None, typer.Option(help="Network weights: DEVA-propagation.pth or a hub id.")
