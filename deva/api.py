@@ -180,7 +180,7 @@ def track(
     source: Source | FrameSource,
     *,
     segmenter: str | ImageSegmenter | None = None,
-    propagator: str | Propagator = "appearance",
+    propagator: str | Propagator = "flow",
     detections: str | Path | None = None,
     init_masks: str | Path | None = None,
     config: TrackerConfig | None = None,

@@ -53,7 +53,7 @@ class TrackOptions:
 
     config: TrackerConfig = field(default_factory=TrackerConfig)
     segmenter: str | None = None
-    propagator: str = "appearance"
+    propagator: str = "flow"
     checkpoint: str | None = None
     device: str = "auto"
     detections: Path | None = None
@@ -152,7 +152,7 @@ def run_batch(
     address: str | None = None,
     config: TrackerConfig | None = None,
     segmenter: str | None = None,
-    propagator: str = "appearance",
+    propagator: str = "flow",
     checkpoint: str | None = None,
     device: str = "auto",
     detections: str | Path | None = None,

@@ -173,7 +173,7 @@ def track(
             "sam3 (SAM 3 tracker); those need the models extra and keep one running session "
             "with bounded memory."
         ),
-    ] = PropagatorName.appearance,
+    ] = PropagatorName.flow,
     checkpoint: Annotated[
         str | None,
         typer.Option(
@@ -468,7 +468,7 @@ def batch(
     ] = None,
     propagator: Annotated[
         PropagatorName, typer.Option(help="Temporal propagator.")
-    ] = PropagatorName.appearance,
+    ] = PropagatorName.flow,
     checkpoint: Annotated[
         str | None, typer.Option(help="Network weights (with --propagator network).")
     ] = None,

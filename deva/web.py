@@ -84,7 +84,7 @@ class WebSettings:
     model: str = ""
     detector: str = ""
     points_per_side: float | None = ModelOptions.points_per_side
-    propagator: str = "appearance"
+    propagator: str = "flow"
     propagator_model: str = ""
     mode: str = TrackerConfig.mode
     detect_every: float | None = TrackerConfig.detect_every
@@ -331,7 +331,7 @@ def build_app(runs_dir: str | Path | None = None) -> gr.Blocks:
                     propagator = gr.Radio(
                         list(PROPAGATOR_NAMES),
                         value=defaults.propagator,
-                        label="Propagator (appearance: shipped features; flow: optical flow)",
+                        label="Propagator (flow: optical flow, no weights)",
                     )
                     propagator_model = gr.Textbox(
                         label="Propagator weights: network checkpoint (DEVA-propagation.pth "
