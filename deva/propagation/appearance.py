@@ -260,8 +260,10 @@ class AppearancePropagator:
 
         def pack(frame: _Frame) -> dict[str, object]:
             w = frame.windows
+            confidence = None if frame.confidence is None else frame.confidence.cpu()
             return {"keys": w.keys.cpu(), "radius": w.radius, "tile": w.tile, "grid": w.grid,
-                    "masks": frame.masks.cpu(), "valid": frame.valid.cpu()}  # fmt: skip
+                    "masks": frame.masks.cpu(), "valid": frame.valid.cpu(),
+                    "confidence": confidence}  # fmt: skip
 
         return {
             "object_ids": list(self._ids),
@@ -279,7 +281,13 @@ class AppearancePropagator:
                 int(entry["tile"]),
                 tuple(entry["grid"]),  # type: ignore[arg-type]
             )
-            return _Frame(windows, entry["masks"].to(self.device), entry["valid"].to(self.device))
+            confidence = entry.get("confidence")
+            return _Frame(
+                windows,
+                entry["masks"].to(self.device),
+                entry["valid"].to(self.device),
+                None if confidence is None else confidence.to(self.device),
+            )
 
         self.reset()
         self._ids = [int(i) for i in state["object_ids"]]
