@@ -113,5 +113,5 @@ def test_store_is_bounded_and_matches_each_object_once() -> None:
 
 
 def test_bad_threshold_names_the_flag() -> None:
-    with pytest.raises(DevaError, match="--reid-threshold"):
+    with pytest.raises(DevaError, match="reid.threshold"):
         TrackerConfig(reid_threshold=2.0)
