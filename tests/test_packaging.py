@@ -154,3 +154,16 @@ def test_deva_no_browser_skips_chromium(tmp_path):
     out = make_browser({**env, "DEVA_NO_BROWSER": "1"}, tmp_path)
     assert not log.exists()
     assert "DEVA_NO_BROWSER" in out and "skipped" in out
+
+
+def test_the_appearance_weights_ship_in_the_package() -> None:
+    """`pip install deva-track` then `--propagator appearance` needs no download: the wheel
+    must carry the MobileNetV2 weights file."""
+    from deva.propagation.features import WEIGHTS_PATH
+
+    root = Path(__file__).resolve().parents[1]
+    config = tomllib.loads((root / "pyproject.toml").read_text())
+    patterns = config["tool"]["setuptools"]["package-data"]["deva.propagation"]
+    package = root / "deva" / "propagation"
+    shipped = {p for pattern in patterns for p in package.glob(pattern)}
+    assert WEIGHTS_PATH in shipped
