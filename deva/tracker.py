@@ -175,7 +175,7 @@ class Tracker:
         new_ids = self._register(state, image, detection, unmatched, votes)
 
         canvas = paint(propagated, tracked, detection, pairs, new_ids)
-        objects = {i: registry[i] for i in registry.ids}
+        objects = {i: registry[i] for i in registry.ids} if self.reidentifies else {}
         deleted = registry.remove_expired(config.max_missed)
         if deleted:
             canvas[np.isin(canvas, deleted)] = 0

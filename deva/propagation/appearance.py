@@ -93,7 +93,6 @@ class AppearancePropagator:
         radius: int = 6,
         permanent_radius: int = 12,
         tile: int = 8,
-        recent_bias: float = 0.0,
         confidence: bool = True,
         feature_size: int = 480,
         flow_weight: float = 0.0,
@@ -119,7 +118,6 @@ class AppearancePropagator:
         self.radius = radius
         self.permanent_radius = permanent_radius
         self.tile = tile
-        self.recent_bias = recent_bias
         self.confidence = confidence
         self.flow_weight = flow_weight
         self.max_memory_bytes = None if max_memory_mb is None else int(max_memory_mb * 2**20)
@@ -202,8 +200,8 @@ class AppearancePropagator:
         src_masks = np.asarray(src_masks)
         if src_masks.shape[0] == 0:
             return np.ones((1, *dst_image.shape[:2]), np.float32)
-        src = self._encode(src_image, cache=False)
-        dst = self._encode(dst_image, cache=False)
+        src = self._keys(src_image)
+        dst = self._keys(dst_image)
         soft = torch.from_numpy(src_masks.astype(np.float32)).to(self.device)
         frame = self._frame(src, _on_grid(soft, src.shape[-2:]), self.permanent_radius)
         flow = None
@@ -236,13 +234,15 @@ class AppearancePropagator:
         wanted = np.asarray(segment_ids, np.int64)
         if ids.shape != image.shape[:2]:
             raise DevaError(f"id map of size {ids.shape} for an image of {image.shape[:2]}")
+        if len(wanted) == 0:
+            return np.zeros((0, c), np.float32)
         cells = (np.arange(ids.shape[0]) * h // ids.shape[0])[:, None] * w + (
             np.arange(ids.shape[1]) * w // ids.shape[1]
         )[None, :]
         order = np.argsort(wanted)
         position = np.searchsorted(wanted[order], ids.ravel())
-        position = np.minimum(position, max(len(wanted) - 1, 0))
-        inside = (wanted[order][position] == ids.ravel()) if len(wanted) else position < 0
+        position = np.minimum(position, len(wanted) - 1)
+        inside = wanted[order][position] == ids.ravel()
         segment = order[position[inside]]
         pairs, counts = np.unique(segment * (h * w) + cells.ravel()[inside], return_counts=True)
         index = torch.from_numpy(np.stack([pairs // (h * w), pairs % (h * w)]))
@@ -306,24 +306,30 @@ class AppearancePropagator:
     def _frames(self) -> list[_Frame]:
         return ([self._permanent] if self._permanent is not None else []) + list(self._recent)
 
-    def _encode(self, image: np.ndarray, *, cache: bool = True) -> _Encoded:
+    def _encode(self, image: np.ndarray) -> _Encoded:
+        """The image's keys, remembered as the last encoded image."""
+        if not self._is_last(image):
+            self._last = _Encoded(image.copy(), self.extractor(image).to(self.device))
+        return self._last  # type: ignore[return-value]
+
+    def _keys(self, image: np.ndarray) -> torch.Tensor:
+        """The image's keys, from the cache when it is the last encoded image (``align`` reads
+        frames that ``propagate`` may not reach, so it does not replace the cache)."""
+        if self._is_last(image):
+            return self._last.keys  # type: ignore[union-attr]
+        return self.extractor(image).to(self.device)
+
+    def _is_last(self, image: np.ndarray) -> bool:
         last = self._last
-        if (
+        return (
             last is not None
             and last.image.shape == image.shape
             and np.array_equal(last.image, image)
-        ):
-            return last if cache else last.keys  # type: ignore[return-value]
-        keys = self.extractor(image).to(self.device)
-        if not cache:
-            return keys  # type: ignore[return-value]
-        self._last = _Encoded(image.copy(), keys)
-        return self._last
+        )
 
     def _frame(self, keys: torch.Tensor, small: torch.Tensor, radius: int) -> _Frame:
         valid = torch.ones(small.shape[0], dtype=torch.bool, device=self.device)
-        bias = 0.0 if radius == self.permanent_radius else -self.recent_bias
-        return _Frame(cut_windows(keys, radius, self.tile, bias), small, valid)
+        return _Frame(cut_windows(keys, radius, self.tile), small, valid)
 
     def _remember(self, keys: torch.Tensor, masks: torch.Tensor) -> None:
         self._push(self._frame(keys, _on_grid(masks, keys.shape[-2:]), self.radius))
@@ -362,7 +368,8 @@ class AppearancePropagator:
             frame.masks = frame.masks[pick] * known[:, None, None]
             frame.valid = frame.valid[pick] & known
         self._ids = ids
-        self._prototypes = {i: p for i, p in self._prototypes.items() if i in set(ids)}
+        kept = set(ids)
+        self._prototypes = {i: p for i, p in self._prototypes.items() if i in kept}
 
     def _update_prototypes(self, keys: torch.Tensor, small: torch.Tensor, ids: list[int]) -> None:
         for obj, prototype in zip(ids, _mean_keys(keys, small), strict=True):

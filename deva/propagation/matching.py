@@ -44,14 +44,13 @@ def _padding(grid: tuple[int, int], tile: int, radius: int) -> tuple[int, int, i
     return (radius, radius + (-w) % tile, radius, radius + (-h) % tile)
 
 
-def cut_windows(keys: torch.Tensor, radius: int, tile: int, bias: float = 0.0) -> Windows:
-    """(C, h, w) memory keys -> their ``Windows``; ``bias`` is added to every affinity with
-    this frame (a negative one makes other frames win ties)."""
+def cut_windows(keys: torch.Tensor, radius: int, tile: int) -> Windows:
+    """(C, h, w) memory keys -> their ``Windows``."""
     c, h, w = keys.shape
     inside = torch.zeros_like(keys[:1])
     padded = F.pad(torch.cat([keys, inside]), _padding((h, w), tile, radius), value=0.0)
     padded[c] = _OUTSIDE
-    padded[c, radius : radius + h, radius : radius + w] = bias
+    padded[c, radius : radius + h, radius : radius + w] = 0.0
     side = tile + 2 * radius
     cut = F.unfold(padded[None], side, stride=tile)[0]  # ((C + 1)·S², L)
     cut = cut.reshape(c + 1, side * side, -1).permute(2, 0, 1).contiguous()
