@@ -180,6 +180,12 @@ def _load(load: Any, name: str, role: str) -> Any:
     try:
         return load()
     except OSError as err:
+        if "gated repo" in str(err):
+            raise DevaError(
+                f"{role}: model {name!r} is gated on the Hugging Face hub; accept its licence on "
+                f"https://huggingface.co/{name} and log in (hf auth login), or pass a local "
+                "folder written by save_pretrained() instead"
+            ) from err
         where = (
             "offline (HF_HUB_OFFLINE=1) and not in the local cache"
             if hub.offline()

@@ -123,6 +123,7 @@ def tiny_owlv2(folder: str | Path, *, seed: int = 0) -> Path:
     from transformers.models.owlv2.image_processing_pil_owlv2 import Owlv2ImageProcessorPil
 
     tokenizer = _clip_tokenizer()
+    tokenizer.model_max_length = 16  # as the released OWLv2 tokenizers: prompts pad to it
     tower = {
         "hidden_size": 32,
         "intermediate_size": 64,

@@ -60,9 +60,8 @@ class PanopticSegmenter:
         if loaded.model_type == "eomt":
             kwargs = {"stuff_classes": sorted(stuff), "target_sizes": [(height, width)]}
         if loaded.model_type == "oneformer":
-            # its PIL post-processing resizes with torchvision: hand it frame-sized logits
-            outputs.masks_queries_logits = F.interpolate(
-                outputs.masks_queries_logits, (height, width), mode="bilinear", align_corners=False
+            outputs.masks_queries_logits = frame_sized_logits(
+                outputs.masks_queries_logits, height, width
             )
             kwargs["target_sizes"] = None
         result = post.post_process_panoptic_segmentation(
@@ -111,3 +110,14 @@ def thing_ids(loaded: LoadedModel) -> set[int]:
     if len(getattr(config, "id2label", None) or {}) == COCO_PANOPTIC_LABELS:
         return set(range(COCO_PANOPTIC_THINGS))
     return set()
+
+
+def frame_sized_logits(logits: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """OneFormer's PIL post-processing resizes the mask probabilities with torchvision (bilinear,
+    antialiased) when given target sizes; without torchvision deva does that resize itself and
+    hands back the logits of the resized probabilities, so the post-processing's own sigmoid
+    yields the same probabilities (resizing logits instead would move the 0.5 contour)."""
+    probs = F.interpolate(
+        logits.sigmoid(), (height, width), mode="bilinear", align_corners=False, antialias=True
+    )
+    return torch.logit(probs, eps=1e-7)
