@@ -468,11 +468,14 @@ def sections(quick: bool) -> list[Section]:
                 "model construction included), 854×480 random frames, 2 threads. Propagators: "
                 "`SamVideoPropagator` with 2 objects memorized, one warm-up frame, then the mean "
                 "of 2 frames (1 at full size). Text mode: `ConceptSegmenter` with one phrase "
-                "(letter-level stand-in tokenizer; the image encoder dominates). EdgeTAM is not "
-                "timed: its released RepViT backbone needs timm, which needs torchvision, which "
-                "does not load with this CPU torch. Session: tensors held by the SAM 2 "
-                "propagator's running session (tiny test model), merging every 5 frames: "
-                "bounded, the same after 100 and 2,000 frames.\n"
+                "(letter-level stand-in tokenizer; the image encoder dominates). EdgeTAM's "
+                "released RepViT backbone needs timm, which needs torchvision, which does not "
+                "load with this CPU torch: its row runs EdgeTAM's own memory side (perceiver "
+                "resampler, 2-layer memory attention) on SAM 2.1's hiera-tiny backbone as a "
+                "stand-in (same channels and feature sizes), so it is not EdgeTAM's real speed. "
+                "Session: tensors held by the SAM 2 propagator's running session, one run of "
+                "2,000 frames merging every 5, with the tiny test model at 64² (the rows "
+                "measure growth, not speed): bounded.\n"
             ),
             lambda: sam_video.table(sam_video.measure()),
         ),
