@@ -108,7 +108,7 @@ def segmenter_speed(scratch: Path) -> list[dict[str, object]]:
     others = {
         "SAM-HQ": _load(tiny.tiny_sam(scratch / "samhq", hq=True), loading.SAM_TYPES),
         "SAM 2 image model (256² input)": _load(
-            tiny.tiny_sam2(scratch / "sam2image"), loading.SAM_TYPES
+            tiny.tiny_tracker(scratch / "sam2image", "sam2", image_size=256), loading.SAM_TYPES
         ),
     }
     for name, loaded in others.items():
@@ -124,14 +124,16 @@ def segmenter_speed(scratch: Path) -> list[dict[str, object]]:
 
 
 def _sam2_row(scratch: Path) -> dict[str, object]:
-    from deva.propagation.sam2 import Sam2Propagator
+    from deva.propagation.sam_video import SamVideoPropagator
 
     loaded = _load(
-        tiny.tiny_sam2_video(scratch / "sam2"), loading.VIDEO_TYPES, with_processor=False
+        tiny.tiny_video(scratch / "sam2", "sam2", image_size=256),
+        loading.VIDEO_TYPES,
+        with_processor=False,
     )
     images = _frames("blackswan", 6)
     mask = np.asarray(Image.open(DAVIS / "Annotations/480p/blackswan/00000.png")) > 0
-    propagator = Sam2Propagator(loaded)
+    propagator = SamVideoPropagator(loaded)
     propagator.memorize(images[0], mask[None], [1])
     start = time.perf_counter()
     for image in images[1:]:

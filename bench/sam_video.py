@@ -110,7 +110,7 @@ def _session_bytes(checkpoints: tuple[int, ...]) -> dict[str, float]:
     from deva.propagation.sam_video import SamVideoPropagator
 
     with tempfile.TemporaryDirectory() as scratch:
-        folder = tiny.tiny_sam2_video(Path(scratch) / "sam2", image_size=SESSION_SIZE)
+        folder = tiny.tiny_video(Path(scratch) / "sam2", "sam2", image_size=SESSION_SIZE)
         loaded = loading.load_model(
             folder,
             accepted=loading.VIDEO_TYPES,

@@ -48,5 +48,5 @@ def masks_from_ids(ids: np.ndarray, object_ids: Sequence[int]) -> np.ndarray:
     index = index_map(ids, object_ids).ravel()
     masks = np.zeros((len(object_ids), *ids.shape), dtype=bool)
     pixels = np.flatnonzero(index)
-    masks.reshape(len(object_ids), -1)[index[pixels] - 1, pixels] = True
+    masks.reshape(len(object_ids), ids.size)[index[pixels] - 1, pixels] = True
     return masks

@@ -52,6 +52,7 @@ _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 FIELD_NAMES: dict[str, str] = {
     "--model": "Image model",
     "--sam2-model": "Propagator weights",
+    "--propagator-model": "Propagator weights",
     "--checkpoint": "Propagator weights",
     "--detector": "Text detector",
     "--prompt": "Text prompt",
@@ -76,7 +77,8 @@ class WebSettings:
     """What the user chose in the app, as the widgets give it (numbers may arrive as floats or
     None; ``tracker_config`` and ``model_options`` check them).
 
-    propagator_model: the network's checkpoint or the SAM 2 model (ignored by ``flow``).
+    propagator_model: the network's checkpoint or the SAM 2 / EdgeTAM / SAM 3 video model (empty:
+    that family's default; ignored by ``flow`` and ``appearance``).
     """
 
     segmentation: str = "motion"
@@ -309,7 +311,8 @@ def build_app(runs_dir: str | Path | None = None) -> gr.Blocks:
                     label="Text prompt", placeholder="person.dog.ball", visible=False
                 )
                 model = gr.Textbox(
-                    label="Image model: Hugging Face id or local folder (empty = default)",
+                    label="Image model: Hugging Face id or local folder (empty = default; "
+                    "a SAM 3 model such as facebook/sam3 works for Automatic and Text prompt)",
                     visible=False,
                 )
                 detector = gr.Textbox(
@@ -331,11 +334,13 @@ def build_app(runs_dir: str | Path | None = None) -> gr.Blocks:
                     propagator = gr.Radio(
                         list(PROPAGATOR_NAMES),
                         value=defaults.propagator,
-                        label="Propagator (flow: optical flow, no weights)",
+                        label="Propagator (flow: optical flow, no weights; sam2 / edgetam / "
+                        "sam3: SAM-family video models)",
                     )
                     propagator_model = gr.Textbox(
                         label="Propagator weights: network checkpoint (DEVA-propagation.pth "
-                        "or hub id) or SAM 2 model id / folder"
+                        "or hub id) or SAM 2 / EdgeTAM / SAM 3 model id / folder (empty = "
+                        "that family's default)"
                     )
                     track_mode = gr.Radio(
                         ["semionline", "online"], value=defaults.mode, label="Temporal setting"
@@ -528,13 +533,13 @@ def _segmenter(
 
 def _propagator(settings: WebSettings) -> Propagator:
     """The chosen propagator; the one weights field goes to whichever propagator takes one."""
-    from deva.api import make_propagator
+    from deva.api import SAM_VIDEO, make_propagator
 
     weights = settings.propagator_model.strip() or None
     if settings.propagator == "network":
         return make_propagator("network", checkpoint=weights)
-    if settings.propagator == "sam2":
-        return make_propagator("sam2", sam2_model=weights)
+    if settings.propagator in SAM_VIDEO:
+        return make_propagator(settings.propagator, sam2_model=weights)
     return make_propagator(settings.propagator)
 
 

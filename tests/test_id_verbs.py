@@ -127,6 +127,13 @@ def test_masks_from_ids_is_the_broadcast_comparison() -> None:
     np.testing.assert_array_equal(masks_from_ids(ids, wanted), expected)
 
 
+def test_masks_from_ids_of_no_objects_is_an_empty_stack() -> None:
+    """A merge that leaves nothing tracked memorizes no objects (a SAM-family propagator
+    then resets); the empty stack must not fail."""
+    ids = cells((20, 30), 4, 5)
+    assert masks_from_ids(ids, []).shape == (0, 20, 30)
+
+
 def test_sparse_overlaps_count_like_brute_force() -> None:
     a, b = cells((30, 40), 15, 20, seed=1), cells((30, 40), 12, 25, seed=2)
     a_ids = [int(i) for i in np.unique(a) if i]

@@ -35,7 +35,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "owlv2": tiny.tiny_owlv2(root / "owlv2"),
         "oneformer": tiny.tiny_oneformer(root / "oneformer"),
         "eomt": tiny.tiny_eomt(root / "eomt"),
-        "sam2": tiny.tiny_sam2(root / "sam2", image_size=128),
+        "sam2": tiny.tiny_tracker(root / "sam2", "sam2", image_size=128),
     }
 
 

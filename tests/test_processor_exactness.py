@@ -219,16 +219,26 @@ def test_sam_upsample_matches_post_process_masks_but_at_contours(
 # --- SAM 2 image model -------------------------------------------------------------------------
 
 
-def test_sam2_upsample_equals_post_process_masks(root: Path, image: np.ndarray) -> None:
-    """No padding in SAM 2: deva's one resize is the processor's one resize, bit for bit."""
-    module = import_with_stub_torchvision("transformers.models.sam2.image_processing_sam2")
-    prompter = SamPrompter(load(tiny.tiny_sam2(root / "sam2", image_size=128), loading.SAM_TYPES))
+@pytest.mark.parametrize(
+    ("family", "size", "module", "name"),
+    [
+        ("sam2", 128, "transformers.models.sam2.image_processing_sam2", "Sam2ImageProcessor"),
+        ("sam3", 112, "transformers.models.sam3.image_processing_sam3", "Sam3ImageProcessor"),
+    ],
+)
+def test_square_input_upsample_equals_post_process_masks(
+    root: Path, image: np.ndarray, family: str, size: int, module: str, name: str
+) -> None:
+    """No padding in SAM 2 or the SAM 3 tracker (the automatic mode's SAM 3 model): deva's one
+    resize is the processor's one resize, bit for bit."""
+    processor = getattr(import_with_stub_torchvision(module), name)
+    accepted = {**loading.SAM_TYPES, **loading.SAM3_TRACKER_TYPES}
+    folder = tiny.tiny_tracker(root / f"{family}-image", family, image_size=size)
+    prompter = SamPrompter(load(folder, accepted))
     embedded = prompter.embed(image)
     points = np.array([[30.0, 40.0], [150.0, 90.0]], np.float32)
     logits = prompter.predict(embedded, points=points).logits
-    reference = module.Sam2ImageProcessor.post_process_masks(
-        None, [logits.clone()], [SIZE], binarize=False
-    )[0]
+    reference = processor.post_process_masks(None, [logits.clone()], [SIZE], binarize=False)[0]
     mine = prompter.upsample(embedded, logits.flatten(0, 1)).view_as(reference)
     assert torch.equal(mine, reference)
 
@@ -236,7 +246,9 @@ def test_sam2_upsample_equals_post_process_masks(root: Path, image: np.ndarray) 
 def test_sam2_points_scale_as_the_processor_does(root: Path, image: np.ndarray) -> None:
     from transformers.models.sam2.processing_sam2 import Sam2Processor
 
-    prompter = SamPrompter(load(tiny.tiny_sam2(root / "sam2p", image_size=128), loading.SAM_TYPES))
+    prompter = SamPrompter(
+        load(tiny.tiny_tracker(root / "sam2p", "sam2", image_size=128), loading.SAM_TYPES)
+    )
     embedded = prompter.embed(image)
     points = torch.tensor([[30.0, 40.0], [150.0, 90.0]])
     reference = Sam2Processor._normalize_coordinates(None, 128, points, SIZE)
@@ -285,9 +297,9 @@ def test_sam3_text_tokens_match_the_processor(root: Path) -> None:
 # --- SAM-family video models -------------------------------------------------------------------
 
 VIDEO_BUILDERS = {
-    "sam2": lambda folder: tiny.tiny_sam2_video(folder, image_size=128),
-    "edgetam": lambda folder: tiny.tiny_edgetam_video(folder, image_size=128),
-    "sam3": lambda folder: tiny.tiny_sam3_tracker_video(folder, image_size=112),
+    "sam2": lambda folder: tiny.tiny_video(folder, "sam2", image_size=128),
+    "edgetam": lambda folder: tiny.tiny_video(folder, "edgetam", image_size=128),
+    "sam3": lambda folder: tiny.tiny_video(folder, "sam3", image_size=112),
 }
 
 

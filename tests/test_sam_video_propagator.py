@@ -24,9 +24,9 @@ from deva.propagation.sam_video import SamVideoPropagator
 
 NEEDS_WEIGHTS = "following the object needs trained weights (random tiny model here)"
 BUILDERS = {
-    "sam2": lambda folder: tiny.tiny_sam2_video(folder, image_size=128),
-    "edgetam": lambda folder: tiny.tiny_edgetam_video(folder, image_size=128),
-    "sam3": lambda folder: tiny.tiny_sam3_tracker_video(folder, image_size=112),
+    "sam2": lambda folder: tiny.tiny_video(folder, "sam2", image_size=128),
+    "edgetam": lambda folder: tiny.tiny_video(folder, "edgetam", image_size=128),
+    "sam3": lambda folder: tiny.tiny_video(folder, "sam3", image_size=112),
 }
 
 

@@ -51,7 +51,11 @@ def build_segmenter(name: str, options: ModelOptions) -> ImageSegmenter:
     from deva.segmenters.sam_auto import AutomaticSegmenter, AutoSettings
 
     sam = loading.load_model(
-        model, accepted=loading.SAM_TYPES, role="--model (SAM)", device=device, half=options.half
+        model,
+        accepted={**loading.SAM_TYPES, **loading.SAM3_TRACKER_TYPES},
+        role="--model (SAM)",
+        device=device,
+        half=options.half,
     )
     settings = AutoSettings(
         points_per_side=options.points_per_side,

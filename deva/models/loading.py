@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 INSTALL_HINT = install_hint("models")
 
 SAM_TYPES = {"sam": "SamModel", "sam_hq": "SamHQModel", "sam2": "Sam2Model"}
+SAM3_TRACKER_TYPES = {"sam3_tracker": "Sam3TrackerModel", "sam3_video": "Sam3TrackerModel"}
+"""SAM 3's promptable tracker as an image model (points -> masks, as SAM 2) for the automatic
+mode; facebook/sam3 is a sam3_video folder, whose tracker half ``Sam3TrackerModel`` loads."""
 DETECTOR_TYPES = {
     "grounding-dino": "GroundingDinoForObjectDetection",
     "mm-grounding-dino": "MMGroundingDinoForObjectDetection",
@@ -44,7 +47,15 @@ CONCEPT_TYPES = {"sam3": "Sam3Model", "sam3_video": "Sam3Model"}
 """SAM 3 image models (text concepts -> instance masks); facebook/sam3 is a sam3_video folder."""
 SAM3_VIDEO_TYPES = {"sam3_video": "Sam3VideoModel"}
 """SAM 3's own detector + tracker (the ``deva sam3-video`` baseline)."""
-SELF_FED = {"sam2", "sam2_video", "edgetam_video", "sam3", "sam3_video", "sam3_tracker_video"}
+SELF_FED = {
+    "sam2",
+    "sam2_video",
+    "edgetam_video",
+    "sam3",
+    "sam3_video",
+    "sam3_tracker",
+    "sam3_tracker_video",
+}
 """Model types deva prepares inputs for itself (their processors need torchvision)."""
 
 

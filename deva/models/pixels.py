@@ -28,7 +28,7 @@ def square_pixels(
     return (resized - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
 
 
-HALF_NORMALISED = {"sam3", "sam3_video", "sam3_tracker_video"}
+HALF_NORMALISED = {"sam3", "sam3_video", "sam3_tracker", "sam3_tracker_video"}
 
 
 def normalisation(model_type: str) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -7,6 +7,7 @@ Each builder returns the folder. The processors use the PIL backends (no torchvi
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
@@ -297,103 +298,74 @@ def _decisive_panoptic(
                 parameter.mul_(factor)
 
 
-def tiny_sam2_video(folder: str | Path, *, image_size: int = 256, seed: int = 0) -> Path:
-    """SAM 2 video model (tiny Hiera, 128-wide heads) working at ``image_size`` pixels.
+def tiny_video(folder: str | Path, family: str, *, image_size: int = 128, seed: int = 0) -> Path:
+    """A SAM-family video model of ``family`` (``sam2`` | ``edgetam`` | ``sam3``, the
+    ``--propagator`` names) with a tiny backbone and 128-wide heads at ``image_size`` pixels
+    (a multiple of 16; of 14 for ``sam3``). No processor is saved: deva feeds these models
+    itself (their processors need torchvision).
 
-    No processor is saved: deva feeds SAM 2 itself (its processors need torchvision).
-    Note: transformers' object-pointer code needs hidden size > memory size (64), hence 128.
+    128 wide: transformers' object-pointer code needs hidden size > memory size (64). EdgeTAM
+    gets the tiny Hiera of SAM 2: its released RepViT backbone needs timm (which needs
+    torchvision), and the backbone is only a feature extractor for the parts deva drives.
     """
     transformers = require_transformers()
-    from transformers.models.sam2_video.configuration_sam2_video import (
-        Sam2VideoMaskDecoderConfig,
-        Sam2VideoPromptEncoderConfig,
-    )
-
-    s = image_size
-    config = transformers.Sam2VideoConfig(
-        vision_config=_sam2_vision(transformers, s, 128),
-        **_video_heads(Sam2VideoPromptEncoderConfig, Sam2VideoMaskDecoderConfig, s),
-        memory_attention_num_layers=1,
-        memory_attention_feed_forward_hidden_size=32,
-        memory_attention_rope_feat_sizes=[s // 16, s // 16],
-    )
+    model_class = getattr(transformers, _VIDEO_MODELS[family])
+    config = _video_config(transformers, family, image_size)
     torch.manual_seed(seed)
-    model = transformers.Sam2VideoModel(config).eval()
-    return _save(folder, model, None)
+    return _save(folder, model_class(config).eval(), None)
 
 
-def _video_heads(prompt_encoder: type, mask_decoder: type, size: int) -> dict[str, object]:
-    """The settings the SAM-family video configs share: 128-wide prompt encoder, mask decoder,
-    memory attention and memory encoder at ``size`` pixels."""
-    return {
-        "prompt_encoder_config": prompt_encoder(
+_VIDEO_MODELS = {
+    "sam2": "Sam2VideoModel",
+    "edgetam": "EdgeTamVideoModel",
+    "sam3": "Sam3TrackerVideoModel",
+}
+
+
+def _video_config(transformers: object, family: str, size: int) -> object:
+    """The tiny config of a SAM-family video model: shared heads, the family's own backbone and
+    memory settings (EdgeTAM: its perceiver memory and 2 memory-attention layers)."""
+    prefix = _VIDEO_MODELS[family].removesuffix("Model")
+    parts = importlib.import_module(
+        f"transformers.models.{_PART_MODULES[family]}.configuration_{_PART_MODULES[family]}"
+    )
+    memory: dict[str, object] = {
+        "memory_attention_num_layers": 1,
+        "memory_attention_feed_forward_hidden_size": 32,
+    }
+    if family != "sam3":
+        memory["memory_attention_rope_feat_sizes"] = [size // 16, size // 16]
+    if family == "edgetam":
+        memory = {
+            "memory_attention_num_layers": 2,
+            "memory_attention_mlp_hidden_size": 32,
+            "memory_attention_rope_feat_sizes": [size // 16, size // 16],
+            "memory_attention_rope_k_sizes": [4, 4],
+            "perceiver_resampler_num_latents": 16,
+            "perceiver_resampler_num_latents_2d": 16,
+            "perceiver_resampler_mlp_intermediate_size": 32,
+            "perceiver_resampler_num_layers": 1,
+        }
+    vision = _sam3_vision if family == "sam3" else _sam2_vision
+    return getattr(transformers, f"{prefix}Config")(
+        vision_config=vision(transformers, size, 128),
+        prompt_encoder_config=getattr(parts, f"{prefix}PromptEncoderConfig")(
             hidden_size=128, image_size=size, mask_input_channels=4
         ),
-        "mask_decoder_config": mask_decoder(
+        mask_decoder_config=getattr(parts, f"{prefix}MaskDecoderConfig")(
             hidden_size=128, mlp_dim=32, num_attention_heads=2, iou_head_hidden_dim=16
         ),
-        "image_size": size,
-        "memory_attention_hidden_size": 128,
-        "memory_encoder_hidden_size": 128,
-        "mask_downsampler_embed_dim": 128,
-        "memory_fuser_embed_dim": 128,
-        "memory_fuser_intermediate_dim": 32,
-    }
-
-
-def tiny_edgetam_video(folder: str | Path, *, image_size: int = 128, seed: int = 0) -> Path:
-    """EdgeTAM video model (its perceiver memory, 2 memory-attention layers) working at
-    ``image_size`` pixels. The backbone is the tiny Hiera of ``tiny_sam2_video``: the released
-    RepViT backbone needs timm (which needs torchvision), and the backbone is only a feature
-    extractor for the parts deva drives."""
-    transformers = require_transformers()
-    from transformers.models.edgetam_video.configuration_edgetam_video import (
-        EdgeTamVideoMaskDecoderConfig,
-        EdgeTamVideoPromptEncoderConfig,
+        image_size=size,
+        memory_attention_hidden_size=128,
+        memory_encoder_hidden_size=128,
+        mask_downsampler_embed_dim=128,
+        memory_fuser_embed_dim=128,
+        memory_fuser_intermediate_dim=32,
+        **memory,
     )
 
-    s = image_size
-    config = transformers.EdgeTamVideoConfig(
-        vision_config=_sam2_vision(transformers, s, 128),
-        **_video_heads(EdgeTamVideoPromptEncoderConfig, EdgeTamVideoMaskDecoderConfig, s),
-        memory_attention_num_layers=2,
-        memory_attention_mlp_hidden_size=32,
-        memory_attention_rope_feat_sizes=[s // 16, s // 16],
-        memory_attention_rope_k_sizes=[4, 4],
-        perceiver_resampler_num_latents=16,
-        perceiver_resampler_num_latents_2d=16,
-        perceiver_resampler_mlp_intermediate_size=32,
-        perceiver_resampler_num_layers=1,
-    )
-    torch.manual_seed(seed)
-    model = transformers.EdgeTamVideoModel(config).eval()
-    return _save(folder, model, None)
 
-
-def tiny_sam3_tracker_video(folder: str | Path, *, image_size: int = 112, seed: int = 0) -> Path:
-    """SAM 3 tracker video model (2-layer 32-wide ViT with patch 14, 128-wide heads) working at
-    ``image_size`` pixels (a multiple of 14)."""
-    transformers = require_transformers()
-    config = _sam3_tracker_config(transformers, image_size)
-    torch.manual_seed(seed)
-    model = transformers.Sam3TrackerVideoModel(config).eval()
-    return _save(folder, model, None)
-
-
-def _sam3_tracker_config(transformers: object, image_size: int) -> object:
-    """A tiny ``Sam3TrackerVideoConfig`` (128-wide heads, 1 memory-attention layer)."""
-    from transformers.models.sam3_tracker_video.configuration_sam3_tracker_video import (
-        Sam3TrackerVideoMaskDecoderConfig,
-        Sam3TrackerVideoPromptEncoderConfig,
-    )
-
-    s = image_size
-    return transformers.Sam3TrackerVideoConfig(  # type: ignore[attr-defined]
-        vision_config=_sam3_vision(transformers, s, 128),
-        **_video_heads(Sam3TrackerVideoPromptEncoderConfig, Sam3TrackerVideoMaskDecoderConfig, s),
-        memory_attention_num_layers=1,
-        memory_attention_feed_forward_hidden_size=32,
-    )
+_PART_MODULES = {"sam2": "sam2_video", "edgetam": "edgetam_video", "sam3": "sam3_tracker_video"}
 
 
 def tiny_sam3(folder: str | Path, *, image_size: int = 112, seed: int = 0) -> Path:
@@ -411,14 +383,14 @@ def tiny_sam3(folder: str | Path, *, image_size: int = 112, seed: int = 0) -> Pa
 
 def tiny_sam3_video(folder: str | Path, *, image_size: int = 112, seed: int = 0) -> Path:
     """SAM 3 video model (detector + tracker, ``Sam3VideoModel``): the tiny detector of
-    ``tiny_sam3`` (4 queries) and the tiny tracker of ``tiny_sam3_tracker_video``, 128 wide (the
+    ``tiny_sam3`` (4 queries) and the tiny tracker of ``tiny_video(..., "sam3")``, 128 wide (the
     tracker's object pointers need more than its 64-wide memory), at most 4 objects, a 2-frame
     hot start. Saved with the tokenizer."""
     transformers = require_transformers()
     tokenizer = _clip_tokenizer()
     config = transformers.Sam3VideoConfig(
         detector_config=_sam3_config(transformers, tokenizer, image_size, 128, queries=4),
-        tracker_config=_sam3_tracker_config(transformers, image_size),
+        tracker_config=_video_config(transformers, "sam3", image_size),
         low_res_mask_size=4 * (image_size // 14),
         score_threshold_detection=0.2,
         new_det_thresh=0.2,
@@ -429,7 +401,28 @@ def tiny_sam3_video(folder: str | Path, *, image_size: int = 112, seed: int = 0)
     )
     torch.manual_seed(seed)
     model = transformers.Sam3VideoModel(config).eval()
-    return _save(folder, model, tokenizer)
+    folder = _save(folder, model, tokenizer)
+    _write_state_dict(folder, model)
+    return folder
+
+
+def _write_state_dict(folder: Path, model: torch.nn.Module) -> None:
+    """Rewrite the weights with the model's own parameter names (``tracker_model.<name>``), the
+    layout the tracker halves' loaders map from (transformers' ``sam3_tracker`` conversion
+    rules). transformers 5.25's save_pretrained of a ``Sam3VideoModel`` writes
+    ``tracker_model.tracker_model.<name>``, which ``Sam3TrackerModel`` and
+    ``Sam3TrackerVideoModel`` would silently not load (random tracker weights)."""
+    from safetensors.torch import save_file
+
+    tensors: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
+    for name, tensor in model.state_dict().items():
+        if tensor.data_ptr() not in seen:  # tied weights are stored once
+            seen.add(tensor.data_ptr())
+            tensors[name] = tensor.contiguous()
+    for old in folder.glob("model*.safetensors*"):
+        old.unlink()
+    save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
 
 
 def _sam3_config(
@@ -492,22 +485,26 @@ def _clip_tokenizer() -> object:
     return transformers.CLIPTokenizer(vocab={t: i for i, t in enumerate(tokens)}, merges=[])
 
 
-def tiny_sam2(folder: str | Path, *, image_size: int = 256, seed: int = 0) -> Path:
-    """SAM 2 image model (tiny Hiera, 32-wide heads) working at ``image_size`` pixels, for the
-    automatic and text modes. No processor is saved (see ``tiny_sam2_video``)."""
+def tiny_tracker(
+    folder: str | Path, family: str = "sam2", *, image_size: int = 256, seed: int = 0
+) -> Path:
+    """A promptable SAM 2 (``Sam2Model``) or SAM 3 tracker (``Sam3TrackerModel``) image model
+    with a tiny backbone and 32-wide heads at ``image_size`` pixels, for the automatic and text
+    modes. No processor is saved (see ``tiny_video``)."""
     transformers = require_transformers()
-    s = image_size
-    config = transformers.Sam2Config(
-        vision_config=_sam2_vision(transformers, s, 32),
-        prompt_encoder_config=transformers.Sam2PromptEncoderConfig(
-            hidden_size=32, image_size=s, mask_input_channels=4
+    prefix = {"sam2": "Sam2", "sam3": "Sam3Tracker"}[family]
+    vision = _sam3_vision if family == "sam3" else _sam2_vision
+    config = getattr(transformers, f"{prefix}Config")(
+        vision_config=vision(transformers, image_size, 32),
+        prompt_encoder_config=getattr(transformers, f"{prefix}PromptEncoderConfig")(
+            hidden_size=32, image_size=image_size, mask_input_channels=4
         ),
-        mask_decoder_config=transformers.Sam2MaskDecoderConfig(
+        mask_decoder_config=getattr(transformers, f"{prefix}MaskDecoderConfig")(
             hidden_size=32, mlp_dim=32, num_attention_heads=2, iou_head_hidden_dim=16
         ),
     )
     torch.manual_seed(seed)
-    model = transformers.Sam2Model(config).eval()
+    model = getattr(transformers, f"{prefix}Model")(config).eval()
     _decisive_sam(model)
     return _save(folder, model, None)
 

@@ -1,10 +1,10 @@
-"""SAM-family prompting (SAM, SAM-HQ, SAM 2 image models from transformers): embed a frame once,
-then ask for masks from point or box prompts in batches. Shared by the automatic and the
-text-prompted segmenters.
+"""SAM-family prompting (SAM, SAM-HQ, SAM 2 and the SAM 3 tracker as image models from
+transformers): embed a frame once, then ask for masks from point or box prompts in batches.
+Shared by the automatic and the text-prompted segmenters.
 
-SAM 2 frames are fed without its transformers processor (it needs torchvision): ``square_pixels``
-(``deva.models.pixels``) resizes to the model's square input and ImageNet-normalises, as
-that processor does.
+SAM 2 and SAM 3 tracker frames are fed without their transformers processors (they need
+torchvision): ``square_pixels`` (``deva.models.pixels``) resizes to the model's square input
+and normalises (ImageNet; SAM 3: [-1, 1]), as those processors do.
 """
 
 from __future__ import annotations
@@ -18,7 +18,10 @@ import torch
 import torch.nn.functional as F
 
 from deva.models.loading import LoadedModel
-from deva.models.pixels import square_pixels
+from deva.models.pixels import normalisation, square_pixels
+
+SQUARE_FED = {"sam2", "sam3_tracker", "sam3_video"}
+"""Model types fed by ``square_pixels`` (no padding: the frame fills the square input)."""
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,8 @@ class Prediction:
 
 
 class SamPrompter:
-    """Point and box prompts for one SAM-family model (see ``hf.SAM_TYPES``)."""
+    """Point and box prompts for one SAM-family model (see ``loading.SAM_TYPES`` and
+    ``loading.SAM3_TRACKER_TYPES``)."""
 
     def __init__(self, loaded: LoadedModel) -> None:
         self.loaded = loaded
@@ -51,9 +55,10 @@ class SamPrompter:
     @torch.inference_mode()
     def embed(self, image: np.ndarray) -> Embedded:
         """image: (H, W, 3) uint8 RGB."""
-        if self.loaded.model_type == "sam2":
+        model_type = self.loaded.model_type
+        if model_type in SQUARE_FED:
             size = int(self.model.config.prompt_encoder_config.image_size)
-            inputs = {"pixel_values": square_pixels(image, size)[None]}
+            inputs = {"pixel_values": square_pixels(image, size, *normalisation(model_type))[None]}
         else:
             inputs = self.processor(images=image, return_tensors="pt")
         pixels = inputs["pixel_values"].to(self.loaded.device, self.loaded.dtype)
