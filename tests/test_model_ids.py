@@ -26,16 +26,6 @@ def offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-cache"))
 
 
-@pytest.mark.parametrize("family", ["sam3", "edgetam"])
-def test_offline_default_propagator_id_is_one_line(offline: None, family: str) -> None:
-    name = DEFAULT_MODELS[family]
-    with pytest.raises(DevaError) as caught:
-        build_propagator(family, None, device="cpu")
-    message = str(caught.value)
-    assert "\n" not in message
-    assert f"{name!r} is offline" in message and LOCAL_COPY in message
-
-
 def test_offline_sam3_text_model_is_one_line(offline: None) -> None:
     options = ModelOptions(model="facebook/sam3", prompt="person", device="cpu")
     with pytest.raises(DevaError, match=f"'facebook/sam3' is offline .*{LOCAL_COPY}"):
@@ -61,48 +51,57 @@ def gated(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", refuse)
 
 
+@pytest.mark.parametrize("state", ["offline", "gated"])
 @pytest.mark.parametrize("family", ["sam3", "edgetam"])
-def test_gated_propagator_id_says_how_to_get_access(gated: None, family: str) -> None:
+def test_default_propagator_id_is_one_line(
+    request: pytest.FixtureRequest, state: str, family: str
+) -> None:
+    """Offline and not cached, or gated: one line naming the id and the local-copy way out
+    (gated: also where to request access)."""
+    request.getfixturevalue(state)
     name = DEFAULT_MODELS[family]
     with pytest.raises(DevaError) as caught:
         build_propagator(family, None, device="cpu")
     message = str(caught.value)
     assert "\n" not in message
-    assert f"{name!r} is gated" in message
-    assert f"https://huggingface.co/{name}" in message and LOCAL_COPY in message
+    assert f"{name!r} is {state}" in message and LOCAL_COPY in message
+    if state == "gated":
+        assert f"https://huggingface.co/{name}" in message
+
+
+@pytest.fixture
+def one_frame(davis_root: Path, tmp_path: Path) -> Path:
+    clip = tmp_path / "clip"
+    clip.mkdir()
+    frame = Image.open(davis_root / "JPEGImages" / "480p" / "blackswan" / "00000.jpg")
+    frame.resize((96, 54)).save(clip / "00000.jpg")
+    return clip
+
+
+def one_error_line(arguments: list[str], needle: str) -> None:
+    result = CliRunner().invoke(app, arguments)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and needle in lines[0], result.output
 
 
 def test_cli_offline_sam3_propagator_is_one_line_exit_2(
-    offline: None, davis_root: Path, tmp_path: Path
+    offline: None, one_frame: Path, tmp_path: Path
 ) -> None:
-    clip = tmp_path / "clip"
-    clip.mkdir()
-    frame = Image.open(davis_root / "JPEGImages" / "480p" / "blackswan" / "00000.jpg")
-    frame.resize((96, 54)).save(clip / "00000.jpg")
     given = tmp_path / "given"
     given.mkdir()
     Image.fromarray(np.pad(np.ones((20, 20), np.uint8), 17)[:54, :96]).save(given / "00000.png")
-    result = CliRunner().invoke(
-        app,
-        ["track", str(clip), "-o", str(tmp_path / "out"), "--init-masks", str(given),
+    one_error_line(
+        ["track", str(one_frame), "-o", str(tmp_path / "out"), "--init-masks", str(given),
          "--propagator", "sam3", "--no-video"],
+        "'facebook/sam3' is offline",
     )  # fmt: skip
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and "'facebook/sam3' is offline" in lines[0], result.output
-    assert "Traceback" not in result.output
 
 
 def test_cli_sam3_video_gated_is_one_line_exit_2(
-    gated: None, davis_root: Path, tmp_path: Path
+    gated: None, one_frame: Path, tmp_path: Path
 ) -> None:
-    clip = tmp_path / "clip"
-    clip.mkdir()
-    frame = Image.open(davis_root / "JPEGImages" / "480p" / "blackswan" / "00000.jpg")
-    frame.resize((96, 54)).save(clip / "00000.jpg")
-    result = CliRunner().invoke(
-        app, ["sam3-video", str(clip), "-o", str(tmp_path / "out"), "--prompt", "swan"]
+    one_error_line(
+        ["sam3-video", str(one_frame), "-o", str(tmp_path / "out"), "--prompt", "swan"],
+        "'facebook/sam3' is gated",
     )
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and "'facebook/sam3' is gated" in lines[0], result.output
