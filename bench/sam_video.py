@@ -9,6 +9,7 @@ Each row runs in a fresh process so its peak RSS is its own.
 from __future__ import annotations
 
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -185,9 +186,10 @@ def measure() -> dict[str, list]:
     for name, family, size in ROWS:
         speed.append((name, size, _run("speed", f"{family}:{size}")))
         print(f"  {family} {size}: {speed[-1][2]}", file=sys.stderr, flush=True)
+    load = os.getloadavg()[0]
     held = _run("session", ",".join(str(n) for n in SESSION_FRAMES))
     session = [(frames, held["bytes"][str(frames)]) for frames in SESSION_FRAMES]
-    return {"speed": speed, "session": session}
+    return {"speed": speed, "session": session, "load": [max(load, os.getloadavg()[0])]}
 
 
 def table(result: dict[str, list]) -> str:
@@ -205,6 +207,11 @@ def table(result: dict[str, list]) -> str:
     ]
     for frames, held in result["session"]:
         lines.append(f"| after {frames} frames | {held / 1024**2:.2f} MiB |")
+    lines += [
+        "",
+        f"Load average at the end of the timed rows: {result['load'][0]:.1f} "
+        f"({os.cpu_count()} cores): above the core count, the times are upper bounds.",
+    ]
     return "\n".join(lines)
 
 
