@@ -70,7 +70,7 @@ def make_propagator(
     device: str = "auto",
     max_memory_mb: float | None = None,
     sam2_model: str | None = None,
-    precision: str = "float32",
+    precision: str = "auto",
     fill_unknown: bool = False,
 ) -> Propagator:
     """A propagator by name: ``appearance`` (feature matching on the ImageNet MobileNetV2
@@ -83,7 +83,7 @@ def make_propagator(
     ``FlowPropagator``."""
     factories: dict[str, Callable[[], Propagator]] = {
         "flow": lambda: _flow(max_memory_mb, fill_unknown),
-        "appearance": lambda: _appearance(device, max_memory_mb),
+        "appearance": lambda: _appearance(device, max_memory_mb, precision),
         "network": lambda: _network(checkpoint, device, max_memory_mb, precision),
         "sam2": lambda: _sam_video("sam2", sam2_model, device),
         "edgetam": lambda: _sam_video("edgetam", sam2_model, device),
@@ -131,7 +131,7 @@ def check_options(
     models: ModelOptions | None = None,
     checkpoint: str | Path | None = None,
     sam2_model: str | None = None,
-    precision: str = "float32",
+    precision: str = "auto",
 ) -> None:
     """A DevaError for an option that neither the run's segmenter nor its propagator uses, so
     nothing is silently ignored; loads nothing (``models`` / ``sam2_model`` as routed by
@@ -180,7 +180,7 @@ def track(
     source: Source | FrameSource,
     *,
     segmenter: str | ImageSegmenter | None = None,
-    propagator: str | Propagator = "flow",
+    propagator: str | Propagator = "appearance",
     detections: str | Path | None = None,
     init_masks: str | Path | None = None,
     config: TrackerConfig | None = None,
@@ -451,6 +451,7 @@ def _network(
 
     torch_device = resolve_device(device)
     network = build_network(checkpoint, torch_device)
+    precision = "float32" if precision == "auto" else precision  # bf16 is opt-in: see README
     return NetworkPropagator(
         network, device=torch_device, max_memory_mb=max_memory_mb, precision=precision
     )
@@ -488,8 +489,12 @@ def _check_propagator_options(
             f"--propagator-model (--sam2-model) is only used by the {' / '.join(SAM_VIDEO)} "
             f"propagators, not {name}"
         )
-    if precision != "float32" and name != "network":
-        raise DevaError(f"--precision is only used by the network propagator, not {name}")
+    if precision not in ("auto", "float32") and name not in ("network", "appearance"):
+        raise DevaError(
+            f"--precision is only used by the network and appearance propagators, not {name}"
+        )
+    if precision == "float16" and name == "appearance":
+        raise DevaError("--precision float16 is for the network propagator (CUDA) only")
 
 
 def _learned(name: str, models: ModelOptions | None) -> ImageSegmenter:
@@ -504,10 +509,10 @@ def _sam_video(family: str, model: str | None, device: str) -> Propagator:
     return build_propagator(family, model, device)
 
 
-def _appearance(device: str, max_memory_mb: float | None) -> Propagator:
+def _appearance(device: str, max_memory_mb: float | None, precision: str = "auto") -> Propagator:
     from deva.propagation.appearance import AppearancePropagator
 
-    return AppearancePropagator(device=device, max_memory_mb=max_memory_mb)
+    return AppearancePropagator(device=device, max_memory_mb=max_memory_mb, precision=precision)
 
 
 def _flow(max_memory_mb: float | None = None, fill_unknown: bool = False) -> Propagator:

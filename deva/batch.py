@@ -53,7 +53,7 @@ class TrackOptions:
 
     config: TrackerConfig = field(default_factory=TrackerConfig)
     segmenter: str | None = None
-    propagator: str = "flow"
+    propagator: str = "appearance"
     checkpoint: str | None = None
     device: str = "auto"
     detections: Path | None = None
@@ -63,7 +63,7 @@ class TrackOptions:
     models: ModelOptions | None = None
     max_memory_mb: float | None = None
     sam2_model: str | None = None
-    precision: str = "float32"
+    precision: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -152,7 +152,7 @@ def run_batch(
     address: str | None = None,
     config: TrackerConfig | None = None,
     segmenter: str | None = None,
-    propagator: str = "flow",
+    propagator: str = "appearance",
     checkpoint: str | None = None,
     device: str = "auto",
     detections: str | Path | None = None,
@@ -162,7 +162,7 @@ def run_batch(
     models: ModelOptions | None = None,
     max_memory_mb: float | None = None,
     sam2_model: str | None = None,
-    precision: str = "float32",
+    precision: str = "auto",
     on_start: Callable[[int, int], None] | None = None,
     on_video: Callable[[VideoRecord], None] | None = None,
     on_frame: Callable[[], None] | None = None,

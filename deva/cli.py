@@ -173,7 +173,7 @@ def track(
             "sam3 (SAM 3 tracker); those need the models extra and keep one running session "
             "with bounded memory."
         ),
-    ] = PropagatorName.flow,
+    ] = PropagatorName.appearance,
     checkpoint: Annotated[
         str | None,
         typer.Option(
@@ -188,7 +188,7 @@ def track(
             "available)."
         ),
     ] = DeviceName.auto,
-    precision: Precision = PrecisionName.float32,
+    precision: Precision = PrecisionName.auto,
     mode: Annotated[
         ModeName,
         typer.Option(
@@ -415,7 +415,7 @@ def demo(output: Output = Path("deva_demo_output")) -> None:
         from deva.segmenters.motion import MotionSegmenter
 
         frames = open_frames(render_demo_clip())
-        tracker = Tracker(MotionSegmenter(), make_propagator("flow"), TrackerConfig())
+        tracker = Tracker(MotionSegmenter(), make_propagator("appearance"), TrackerConfig())
         summary = _write_run(tracker, frames, output, video=True, overwrite=True)
         console.print(f"{summary.describe()}.")
         console.print(f"overlay video: {output / 'overlay.mp4'}")
@@ -468,12 +468,12 @@ def batch(
     ] = None,
     propagator: Annotated[
         PropagatorName, typer.Option(help="Temporal propagator.")
-    ] = PropagatorName.flow,
+    ] = PropagatorName.appearance,
     checkpoint: Annotated[
         str | None, typer.Option(help="Network weights (with --propagator network).")
     ] = None,
     device: Device = DeviceName.auto,
-    precision: Precision = PrecisionName.float32,
+    precision: Precision = PrecisionName.auto,
     mode: Annotated[ModeName, typer.Option(help="semionline or online.")] = ModeName.semionline,
     detect_every: Annotated[
         int, typer.Option(help="Run the image segmenter every N frames.")

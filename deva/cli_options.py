@@ -42,6 +42,7 @@ class DeviceName(StrEnum):
 
 
 class PrecisionName(StrEnum):
+    auto = "auto"
     float32 = "float32"
     bfloat16 = "bfloat16"
     float16 = "float16"
@@ -163,8 +164,10 @@ Categories = Annotated[
 Precision = Annotated[
     PrecisionName,
     typer.Option(
-        help="Network arithmetic: float32 (reference), bfloat16 (faster on CPUs with AVX-512 "
-        "BF16 and on GPUs; masks differ at a few boundary pixels), float16 (CUDA)."
+        help="Encoder arithmetic of the network and appearance propagators: auto (appearance: "
+        "bfloat16 where the CPU/GPU runs it natively; network: float32), float32 (reference), "
+        "bfloat16 (faster on CPUs with AVX-512 BF16 and on GPUs; masks differ at a few "
+        "boundary pixels), float16 (network, CUDA)."
     ),
 ]
 

@@ -86,7 +86,7 @@ class WebSettings:
     model: str = ""
     detector: str = ""
     points_per_side: float | None = ModelOptions.points_per_side
-    propagator: str = "flow"
+    propagator: str = "appearance"
     propagator_model: str = ""
     mode: str = TrackerConfig.mode
     detect_every: float | None = TrackerConfig.detect_every
@@ -334,8 +334,9 @@ def build_app(runs_dir: str | Path | None = None) -> gr.Blocks:
                     propagator = gr.Radio(
                         list(PROPAGATOR_NAMES),
                         value=defaults.propagator,
-                        label="Propagator (flow: optical flow, no weights; sam2 / edgetam / "
-                        "sam3: SAM-family video models)",
+                        label="Propagator (appearance: shipped features, no download; "
+                        "flow: optical flow, fastest; sam2 / edgetam / sam3: SAM-family "
+                        "video models)",
                     )
                     propagator_model = gr.Textbox(
                         label="Propagator weights: network checkpoint (DEVA-propagation.pth "

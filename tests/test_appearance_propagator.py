@@ -11,6 +11,7 @@ import torch
 from propagator_contract import SCENE, PropagatorContract, iou, load_davis, texture
 
 from deva.errors import DevaError
+from deva.idmap import masks_from_ids
 from deva.propagation.appearance import AppearancePropagator
 from deva.propagation.features import (
     SHIPPED_DEPTH,
@@ -153,11 +154,12 @@ def test_bad_settings_are_one_error() -> None:
         AppearancePropagator(max_memory_mb=0)
 
 
-def test_inference_rewrite_keeps_the_features(extractor: FeatureExtractor) -> None:
+def test_inference_rewrite_keeps_the_features() -> None:
     """BatchNorm folding and channels-last change rounding only."""
+    extractor = FeatureExtractor(precision="float32")
     plain = MobileNetV2Features(depth=SHIPPED_DEPTH, output_stride=16).eval()
     plain.load_state_dict(load_shipped_weights())
-    image = np.random.default_rng(0).integers(0, 256, (120, 200, 3), dtype=np.uint8)
+    image = np.random.default_rng(0).integers(0, 256, (240, 400, 3), dtype=np.uint8)
     x = (torch.from_numpy(image.astype(np.float32)).permute(2, 0, 1) - extractor.mean) / (
         extractor.std
     )
@@ -167,3 +169,57 @@ def test_inference_rewrite_keeps_the_features(extractor: FeatureExtractor) -> No
     keys = torch.cat([torch.nn.functional.normalize(o, dim=1) for o in (fine, coarse)], dim=1)
     expected = torch.nn.functional.normalize(keys, dim=1)[0]
     torch.testing.assert_close(extractor(image), expected, atol=1e-5, rtol=1e-4)
+
+
+def test_bfloat16_keys_point_where_fp32_keys_do() -> None:
+    """The bf16 encoder (the default where the CPU runs it natively) changes rounding, not
+    what the keys say: per-cell cosine with the fp32 keys."""
+    image = texture(240, 320, seed=3)
+    fast = FeatureExtractor(precision="bfloat16")(image)
+    exact = FeatureExtractor(precision="float32")(image)
+    cosine = (fast * exact).sum(0)
+    assert cosine.mean() > 0.98 and cosine.min() > 0.85
+    with pytest.raises(DevaError, match="precision"):
+        FeatureExtractor(precision="float16")
+
+
+def test_small_images_are_encoded_at_least_at_min_side() -> None:
+    """A tiny frame is upscaled so its key grid is fine enough to hold a small object."""
+    extractor = FeatureExtractor(precision="float32", min_side=240)
+    assert tuple(extractor(np.zeros((32, 48, 3), np.uint8)).shape[1:]) == (30, 45)
+    assert tuple(extractor(np.zeros((480, 640, 3), np.uint8)).shape[1:]) == (60, 80)
+    assert tuple(extractor(np.zeros((720, 960, 3), np.uint8)).shape[1:]) == (60, 80)
+
+
+def test_id_verbs_give_what_the_stack_verbs_give() -> None:
+    """The tracker's path (id maps, no (K, H, W) stacks) agrees with the stack verbs: the same
+    memory from ``memorize_ids`` as from ``memorize`` of the masks, and ``propagate_ids`` /
+    ``align_ids`` are the argmax of ``propagate`` / ``align`` up to near ties at boundaries."""
+    scene = make_scene_with_two_objects()
+    images, ids = scene
+    by_ids, by_masks = AppearancePropagator(), AppearancePropagator()
+    by_ids.memorize_ids(images[0], ids, [7, 9])
+    by_masks.memorize(images[0], masks_from_ids(ids, [7, 9]), [7, 9])
+    labels = by_ids.propagate_ids(images[1])
+    probs = by_masks.propagate(images[1])
+    expected = np.asarray([0, 7, 9])[probs.argmax(0)]
+    assert (labels == expected).mean() > 0.999
+    assert set(np.unique(labels)) == {0, 7, 9}
+    aligned = by_ids.align_ids(images[0], ids, [7, 9], images[1])
+    stack = by_ids.align(images[0], masks_from_ids(ids, [7, 9]), images[1])
+    assert (aligned == np.asarray([0, 7, 9])[stack.argmax(0)]).mean() > 0.999
+    assert by_ids.object_ids == [7, 9]  # align leaves the memory alone
+
+
+def make_scene_with_two_objects() -> tuple[list[np.ndarray], np.ndarray]:
+    """Two textured squares on a textured background, moving a few pixels between frames."""
+    background = texture(240, 320, seed=1)
+    images, ids = [], np.zeros((240, 320), np.int32)
+    for step in range(2):
+        image = background.copy()
+        image[40 + step * 4 : 120 + step * 4, 30:110] = texture(80, 80, seed=2)
+        image[100:200, 180 + step * 5 : 280 + step * 5] = texture(100, 100, seed=3)
+        images.append(image)
+    ids[40:120, 30:110] = 7
+    ids[100:200, 180:280] = 9
+    return images, ids

@@ -343,7 +343,10 @@ def test_batch_model_names_the_sam2_video_model(tiny_clips, tmp_path, monkeypatc
 @pytest.mark.parametrize(
     ("option", "message"),
     [
-        (["--precision", "bfloat16"], "--precision is only used by the network propagator"),
+        (
+            ["--propagator", "flow", "--precision", "bfloat16"],
+            "--precision is only used by the network and appearance propagators",
+        ),
         (["--points-per-side", "8"], "--points-per-side is only used by the auto segmenter"),
     ],
 )

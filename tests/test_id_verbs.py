@@ -165,3 +165,4 @@ def test_rle_of_a_box_equals_rle_of_the_frame() -> None:
         frame = np.zeros((height, width), bool)
         frame[y : y + h, x : x + w] = crop
         assert rle.encode_crop(crop, x, y, height, width) == rle.encode(frame)
+

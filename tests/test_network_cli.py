@@ -92,8 +92,8 @@ def test_bfloat16_run_with_the_network(checkpoint, clip_folders, tmp_path):
 def test_precision_only_with_the_network(clip_folders, tmp_path):
     frames, _ = clip_folders
     args = ["track", str(frames), "-o", str(tmp_path / "o"), "--precision", "bfloat16"]
-    line = one_line_error(runner.invoke(app, args))
-    assert "--precision is only used by the network propagator, not flow" in line
+    line = one_line_error(runner.invoke(app, [*args, "--propagator", "flow"]))
+    assert "--precision is only used by the network and appearance propagators, not flow" in line
     assert not (tmp_path / "o").exists()  # refused before anything ran
 
 

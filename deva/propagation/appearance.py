@@ -30,9 +30,11 @@ import torch.nn.functional as F
 
 from deva.device import resolve_device
 from deva.errors import DevaError
-from deva.propagation.base import check_image
+from deva.idmap import index_map
+from deva.propagation.base import STACK_LIMIT, check_image
 from deva.propagation.features import FeatureExtractor
 from deva.propagation.flow import FlowPropagator
+from deva.propagation.grid import pool_ids, pool_masks, upsample, upsample_argmax
 from deva.propagation.matching import Windows, cut_windows, read
 from deva.propagation.network.aggregate import aggregate
 
@@ -77,12 +79,18 @@ class AppearancePropagator:
         permanent_radius: the same for the permanent first frame, wider because the object may
             have moved far since.
         tile: query cells per side matched together (bigger: faster, coarser windows).
-        feature_size: short side, px, of the image the features are computed at (never
-            upscaled); masks keep the input's resolution.
+        feature_size: short side, px, that larger images are reduced to for the features
+            (smaller ones are enlarged to 240 px); masks keep the input's resolution.
+        precision: the encoder's arithmetic, ``auto`` (bfloat16 where the hardware runs it
+            natively), ``float32`` or ``bfloat16``.
         flow_weight: share of the flow propagator's warp in the result (0 = none, default).
         device: ``auto`` (CUDA if available), ``cpu`` or ``cuda``.
         max_memory_mb: cap on the remembered frames; the oldest recent frames go first.
     """
+
+    #: Each remembered frame holds objects x key cells values, so the tracker caps the objects
+    #: as for stack-only propagators unless ``--max-objects`` says otherwise.
+    default_object_limit = STACK_LIMIT
 
     def __init__(
         self,
@@ -95,6 +103,7 @@ class AppearancePropagator:
         tile: int = 8,
         confidence: bool = True,
         feature_size: int = 480,
+        precision: str = "auto",
         flow_weight: float = 0.0,
         device: str = "cpu",
         max_memory_mb: float | None = None,
@@ -122,7 +131,12 @@ class AppearancePropagator:
         self.flow_weight = flow_weight
         self.max_memory_bytes = None if max_memory_mb is None else int(max_memory_mb * 2**20)
         self.device = resolve_device(device)
-        self.extractor = extractor or FeatureExtractor(device=self.device, short_side=feature_size)
+        self.extractor = extractor or FeatureExtractor(
+            device=self.device, short_side=feature_size, precision=precision
+        )
+        # Affinities are computed in the encoder's dtype: bfloat16 halves the windows' memory and
+        # runs the products several times faster where the hardware has it.
+        self._match_dtype = getattr(self.extractor, "dtype", torch.float32)
         self._flow = FlowPropagator() if flow_weight > 0 else None
         self._over_budget_said = False
         self.reset()
@@ -146,27 +160,19 @@ class AppearancePropagator:
 
     def propagate(self, image: np.ndarray) -> np.ndarray:
         check_image(image)
-        flow = self._flow.propagate(image) if self._flow is not None else None
-        encoded = self._encode(image)
-        if not self._ids:
+        grid = self._step(image)[0]
+        if grid is None:
             return np.ones((1, *image.shape[:2]), np.float32)
-        small = self._read(encoded.keys, self._frames())
-        probs = self._finish(small, image.shape[:2], flow)
-        if self.recent:
-            labels = torch.from_numpy(probs.argmax(axis=0)).to(self.device)
-            ids = torch.arange(1, len(self._ids) + 1, device=self.device)
-            hard = (labels[None] == ids[:, None, None]).float()
-            frame = self._frame(encoded.keys, _on_grid(hard, encoded.keys.shape[-2:]), self.radius)
-            if self.confidence:
-                top = torch.from_numpy(probs.max(axis=0)).to(self.device)
-                second = 1 - top
-                margin = _on_grid((top - second).clamp(0, 1)[None], encoded.keys.shape[-2:])[0]
-                frame.confidence = margin
-            self._push(frame)
-            self._propagated = encoded
-        if self._flow is not None:
-            self._flow.memorize(image, probs[1:], self._ids)
-        return probs
+        return upsample(grid, image.shape[:2]).cpu().numpy()
+
+    def propagate_ids(self, image: np.ndarray) -> np.ndarray:
+        """``propagate`` as an (H, W) int32 map of object ids, without the (1 + K, H, W) stack:
+        the labels come from the grid's probabilities (``grid.upsample_argmax``)."""
+        check_image(image)
+        labels = self._step(image)[1]
+        if labels is None:
+            return np.zeros(image.shape[:2], np.int32)
+        return np.asarray([0, *self._ids], np.int32)[labels.cpu().numpy()]
 
     def memorize(self, image: np.ndarray, masks: np.ndarray, object_ids: Sequence[int]) -> None:
         check_image(image)
@@ -177,20 +183,21 @@ class AppearancePropagator:
                 f"expected {len(ids)} masks of size {image.shape[:2]}, got shape {masks.shape}"
             )
         encoded = self._encode(image)
-        if self._recent and self._propagated is encoded:
-            self._recent.pop()  # the merge replaces this frame's own readout
-        self._propagated = None
-        self._reorder(ids)
         soft = torch.from_numpy(masks.astype(np.float32)).to(self.device)
-        small = _on_grid(soft, encoded.keys.shape[-2:])
-        self._update_prototypes(encoded.keys, small, ids)
-        if self._permanent is None:
-            if ids:
-                self._permanent = self._frame(encoded.keys, small, self.permanent_radius)
-        elif self.recent:
-            self._push(self._frame(encoded.keys, small, self.radius))
+        self._store(encoded, pool_masks(soft, _grid(encoded.keys)), ids)
         if self._flow is not None:
             self._flow.memorize(image, masks, ids)
+
+    def memorize_ids(self, image: np.ndarray, ids: np.ndarray, object_ids: Sequence[int]) -> None:
+        """``memorize`` from an (H, W) id map: object k is ``ids == object_ids[k]``."""
+        check_image(image)
+        _check_ids(ids, image)
+        objects = [int(i) for i in object_ids]
+        encoded = self._encode(image)
+        small = pool_ids(index_map(ids, objects), len(objects), _grid(encoded.keys))
+        self._store(encoded, small.to(self.device), objects)
+        if self._flow is not None:
+            self._flow.memorize_ids(image, ids, objects)
 
     def align(
         self, src_image: np.ndarray, src_masks: np.ndarray, dst_image: np.ndarray
@@ -201,13 +208,30 @@ class AppearancePropagator:
         if src_masks.shape[0] == 0:
             return np.ones((1, *dst_image.shape[:2]), np.float32)
         src = self._keys(src_image)
-        dst = self._keys(dst_image)
         soft = torch.from_numpy(src_masks.astype(np.float32)).to(self.device)
-        frame = self._frame(src, _on_grid(soft, src.shape[-2:]), self.permanent_radius)
-        flow = None
-        if self._flow is not None:
-            flow = FlowPropagator().align(src_image, src_masks, dst_image)
-        return self._finish(self._read(dst, [frame]), dst_image.shape[:2], flow)
+        grid = self._aligned(src, pool_masks(soft, _grid(src)), dst_image)
+        return upsample(grid, dst_image.shape[:2]).cpu().numpy()
+
+    def align_ids(
+        self,
+        src_image: np.ndarray,
+        src_ids: np.ndarray,
+        segment_ids: Sequence[int],
+        dst_image: np.ndarray,
+    ) -> np.ndarray:
+        """``align`` of the segments ``src_ids == segment_ids[k]``, as an (H, W) int32 map of
+        segment ids at ``dst_image``; the memory is not touched."""
+        check_image(src_image)
+        check_image(dst_image)
+        _check_ids(src_ids, src_image)
+        segments = [int(i) for i in segment_ids]
+        if not segments:
+            return np.zeros(dst_image.shape[:2], np.int32)
+        src = self._keys(src_image)
+        small = pool_ids(index_map(src_ids, segments), len(segments), _grid(src))
+        grid = self._aligned(src, small.to(self.device), dst_image)
+        labels = upsample_argmax(grid, dst_image.shape[:2]).cpu().numpy()
+        return np.asarray([0, *segments], np.int32)[labels]
 
     def forget(self, object_ids: Sequence[int]) -> None:
         drop = {int(i) for i in object_ids}
@@ -232,8 +256,7 @@ class AppearancePropagator:
         keys = self._encode(image).keys
         c, h, w = keys.shape
         wanted = np.asarray(segment_ids, np.int64)
-        if ids.shape != image.shape[:2]:
-            raise DevaError(f"id map of size {ids.shape} for an image of {image.shape[:2]}")
+        _check_ids(ids, image)
         if len(wanted) == 0:
             return np.zeros((0, c), np.float32)
         cells = (np.arange(ids.shape[0]) * h // ids.shape[0])[:, None] * w + (
@@ -329,10 +352,57 @@ class AppearancePropagator:
 
     def _frame(self, keys: torch.Tensor, small: torch.Tensor, radius: int) -> _Frame:
         valid = torch.ones(small.shape[0], dtype=torch.bool, device=self.device)
-        return _Frame(cut_windows(keys, radius, self.tile), small, valid)
+        windows = cut_windows(keys.to(self._match_dtype), radius, self.tile)
+        return _Frame(windows, small, valid)
 
-    def _remember(self, keys: torch.Tensor, masks: torch.Tensor) -> None:
-        self._push(self._frame(keys, _on_grid(masks, keys.shape[-2:]), self.radius))
+    def _step(self, image: np.ndarray) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Read the objects at ``image``: their (1 + K, h, w) probabilities on the key grid and
+        the (H, W) index of each pixel's strongest channel; the result joins the recent frames
+        as hard labels weighted by the readout's confidence. (None, None) with no objects."""
+        flow = self._flow.propagate(image) if self._flow is not None else None
+        encoded = self._encode(image)
+        if not self._ids:
+            return None, None
+        small = self._read(encoded.keys, self._frames())
+        if flow is not None and flow.shape[0] == small.shape[0] + 1:
+            warped = pool_masks(torch.from_numpy(flow[1:]).to(small), _grid(encoded.keys))
+            small = (1 - self.flow_weight) * small + self.flow_weight * warped
+        grid = _aggregated(small)
+        labels = upsample_argmax(grid, image.shape[:2])
+        if self.recent:
+            hard = pool_ids(labels.cpu().numpy(), len(self._ids), _grid(encoded.keys))
+            frame = self._frame(encoded.keys, hard.to(self.device), self.radius)
+            if self.confidence:
+                frame.confidence = (2 * grid.max(0).values - 1).clamp(0, 1)
+            self._push(frame)
+            self._propagated = encoded
+        if self._flow is not None:
+            lut = np.asarray([0, *self._ids], np.int32)
+            self._flow.memorize_ids(image, lut[labels.cpu().numpy()], self._ids)
+        return grid, labels
+
+    def _store(self, encoded: _Encoded, small: torch.Tensor, ids: list[int]) -> None:
+        """Remember (K, h, w) masks on the key grid of ``image``: the first memorized frame
+        becomes the permanent one, later ones recent frames (replacing the frame's own
+        readout after a merge)."""
+        if self._recent and self._propagated is encoded:
+            self._recent.pop()
+        self._propagated = None
+        self._reorder(ids)
+        self._update_prototypes(encoded.keys, small, ids)
+        if self._permanent is None:
+            if ids:
+                self._permanent = self._frame(encoded.keys, small, self.permanent_radius)
+        elif self.recent:
+            self._push(self._frame(encoded.keys, small, self.radius))
+
+    def _aligned(
+        self, src: torch.Tensor, small: torch.Tensor, dst_image: np.ndarray
+    ) -> torch.Tensor:
+        """(1 + K, h, w) grid probabilities of ``small`` masks at ``src`` keys read at
+        ``dst_image`` through a temporary one-frame memory."""
+        frame = self._frame(src, small, self.permanent_radius)
+        return _aggregated(self._read(self._keys(dst_image), [frame]))
 
     def _push(self, frame: _Frame) -> None:
         self._recent.append(frame)
@@ -387,23 +457,19 @@ class AppearancePropagator:
         ]
         return read(keys, memories, top_k=self.top_k, temperature=self.temperature)
 
-    def _finish(
-        self, small: torch.Tensor, shape: tuple[int, int], flow: np.ndarray | None
-    ) -> np.ndarray:
-        """Upsample object probabilities to the image, mix in the flow, aggregate."""
-        objects = F.interpolate(small[None], size=shape, mode="bilinear", align_corners=False)[0]
-        if flow is not None and flow.shape[0] == objects.shape[0] + 1:
-            warped = torch.from_numpy(flow[1:]).to(objects)
-            objects = (1 - self.flow_weight) * objects + self.flow_weight * warped
-        probs = torch.softmax(aggregate(objects.clamp(0, 1), dim=0), dim=0)
-        return probs.cpu().numpy().astype(np.float32, copy=False)
+
+def _grid(keys: torch.Tensor) -> tuple[int, int]:
+    return (keys.shape[-2], keys.shape[-1])
 
 
-def _on_grid(masks: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-    """(K, H, W) masks area-averaged onto the key grid."""
-    if masks.shape[0] == 0:
-        return masks.new_zeros((0, *grid))
-    return F.adaptive_avg_pool2d(masks[None], tuple(grid))[0]
+def _aggregated(small: torch.Tensor) -> torch.Tensor:
+    """(K, h, w) object probabilities -> (1 + K, h, w) with background, summing to 1."""
+    return torch.softmax(aggregate(small.clamp(0, 1), dim=0), dim=0)
+
+
+def _check_ids(ids: np.ndarray, image: np.ndarray) -> None:
+    if ids.shape != image.shape[:2]:
+        raise DevaError(f"id map of size {ids.shape} for an image of {image.shape[:2]}")
 
 
 def _mean_keys(keys: torch.Tensor, small: torch.Tensor) -> torch.Tensor:

@@ -93,11 +93,16 @@ def check_image(image: np.ndarray) -> None:
 
 
 def object_limit(propagator: Propagator, max_objects: int) -> int:
-    """The cap on tracked objects (0 = none): ``max_objects`` when set; else none for a
-    propagator with the id-map verbs, ``STACK_LIMIT`` for one whose stacks cost K x H x W."""
-    if max_objects > 0 or hasattr(propagator, "memorize_ids"):
+    """The cap on tracked objects (0 = none): ``max_objects`` when set; else the propagator's
+    own ``default_object_limit`` if it declares one (its memory grows with objects x cells);
+    else none for a propagator with the id-map verbs, ``STACK_LIMIT`` for one whose stacks cost
+    K x H x W."""
+    if max_objects > 0:
         return max_objects
-    return STACK_LIMIT
+    declared = getattr(propagator, "default_object_limit", None)
+    if declared is not None:
+        return int(declared)
+    return 0 if hasattr(propagator, "memorize_ids") else STACK_LIMIT
 
 
 def propagate_ids(propagator: Propagator, image: np.ndarray) -> np.ndarray:

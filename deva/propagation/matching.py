@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-__all__ = ["Windows", "cut_windows", "read", "tile_queries", "window_values"]
+__all__ = ["OBJECT_CHUNK", "Windows", "cut_windows", "read", "tile_queries"]
 
 # Padded memory cells get this similarity, so no top-k ever picks them.
 _OUTSIDE = -1.0e4
@@ -35,34 +35,44 @@ class Windows:
     def side(self) -> int:
         return self.tile + 2 * self.radius
 
+    @property
+    def padding(self) -> tuple[int, int, int, int]:
+        """``F.pad`` padding (left, right, top, bottom) of the frame's grid."""
+        h, w = self.grid
+        r, t = self.radius, self.tile
+        return (r, r + (-w) % t, r, r + (-h) % t)
+
+    def cells(self) -> torch.Tensor:
+        """(L, S²) index of each window position in the padded grid, flattened."""
+        left, right, top, bottom = self.padding
+        rows, cols = self.grid[0] + top + bottom, self.grid[1] + left + right
+        tiles_y = torch.arange(0, rows - self.side + 1, self.tile, device=self.keys.device)
+        tiles_x = torch.arange(0, cols - self.side + 1, self.tile, device=self.keys.device)
+        offset = torch.arange(self.side, device=self.keys.device)
+        ys = (tiles_y[:, None] + offset[None])[:, None, :, None]  # (Ty, 1, S, 1)
+        xs = (tiles_x[:, None] + offset[None])[None, :, None, :]  # (1, Tx, 1, S)
+        return (ys * cols + xs).reshape(len(tiles_y) * len(tiles_x), self.side**2)
+
+    def pad(self, values: torch.Tensor) -> torch.Tensor:
+        """(K, h, w) values on the frame's grid -> (K, padded cells), 0 on the padding."""
+        return F.pad(values, self.padding).flatten(1)
+
     def nbytes(self) -> int:
         return self.keys.numel() * self.keys.element_size()
-
-
-def _padding(grid: tuple[int, int], tile: int, radius: int) -> tuple[int, int, int, int]:
-    h, w = grid
-    return (radius, radius + (-w) % tile, radius, radius + (-h) % tile)
 
 
 def cut_windows(keys: torch.Tensor, radius: int, tile: int) -> Windows:
     """(C, h, w) memory keys -> their ``Windows``."""
     c, h, w = keys.shape
+    frame = Windows(keys, radius, tile, (h, w))
     inside = torch.zeros_like(keys[:1])
-    padded = F.pad(torch.cat([keys, inside]), _padding((h, w), tile, radius), value=0.0)
+    padded = F.pad(torch.cat([keys, inside]), frame.padding, value=0.0)
     padded[c] = _OUTSIDE
     padded[c, radius : radius + h, radius : radius + w] = 0.0
-    side = tile + 2 * radius
+    side = frame.side
     cut = F.unfold(padded[None], side, stride=tile)[0]  # ((C + 1)·S², L)
     cut = cut.reshape(c + 1, side * side, -1).permute(2, 0, 1).contiguous()
     return Windows(cut, radius, tile, (h, w))
-
-
-def window_values(values: torch.Tensor, windows: Windows) -> torch.Tensor:
-    """(K, h, w) memory values -> (L, K, S²), cut like ``windows``."""
-    k = values.shape[0]
-    padded = F.pad(values, _padding(windows.grid, windows.tile, windows.radius))
-    cut = F.unfold(padded[None], windows.side, stride=windows.tile)[0]
-    return cut.reshape(k, windows.side**2, -1).permute(2, 0, 1)
 
 
 def tile_queries(query: torch.Tensor, tile: int) -> torch.Tensor:
@@ -73,6 +83,11 @@ def tile_queries(query: torch.Tensor, tile: int) -> torch.Tensor:
     rows, cols = padded.shape[1] // tile, padded.shape[2] // tile
     tiles = padded.reshape(c + 1, rows, tile, cols, tile).permute(1, 3, 2, 4, 0)
     return tiles.reshape(rows * cols, tile * tile, c + 1)
+
+
+#: Objects read together: the gathered values cost (objects x tiles x T² x k), so objects go in
+#: chunks of this many to bound memory whatever their number.
+OBJECT_CHUNK = 16
 
 
 def read(
@@ -89,29 +104,39 @@ def read(
     Each query cell softmaxes its ``top_k`` highest cosine affinities over all frames' windows
     (temperature ``temperature``) and averages the values there; an object averages only over
     frames where it is ``valid`` (it was known in that frame), and reads 0 where none is.
+    Values are looked up by cell index, never cut into windows, so the cost in objects is that
+    of the output.
     """
     c, h, w = query.shape
     num_objects = memories[0][1].shape[0]
     tile = memories[0][0].tile
-    queries = tile_queries(query, tile)
-    sims, values, valid = [], [], []
-    for windows, frame_values, frame_valid in memories:
-        sims.append(torch.bmm(queries, windows.keys))  # (L, T², S²)
-        cut = window_values(frame_values, windows)
-        values.append(cut)
-        if frame_valid.dim() == 3:  # per-cell weights
-            valid.append(window_values(frame_valid.to(cut.dtype), windows))
-        else:
-            known = frame_valid.to(cut.dtype)[None, :, None]
-            valid.append(known.expand(cut.shape[0], -1, cut.shape[2]))
-    sim = torch.cat(sims, dim=2) if len(sims) > 1 else sims[0]
+    queries = tile_queries(query, tile).to(memories[0][0].keys.dtype)
+    sim = torch.cat([torch.bmm(queries, windows.keys) for windows, _, _ in memories], dim=2)
     top, index = sim.topk(min(top_k, sim.shape[2]), dim=2)  # (L, T², k)
-    weight = torch.softmax(top / temperature, dim=2)
-    index = index.flatten(1)[:, None].expand(-1, num_objects, -1)  # (L, K, T²·k)
-    picked = torch.cat(values, dim=2).gather(2, index).unflatten(2, top.shape[1:])
-    known = torch.cat(valid, dim=2).gather(2, index).unflatten(2, top.shape[1:])
-    weight = weight[:, None] * known
-    out = (weight * picked).sum(-1) / weight.sum(-1).clamp_min(1e-6)  # (L, K, T²)
+    del sim
+    weight = torch.softmax(top.float() / temperature, dim=2).flatten(1)  # (L, T²·k)
+    cells, offset = [], 0
+    for windows, values, _ in memories:
+        cells.append(windows.cells() + offset)
+        offset += windows.pad(values[:0]).shape[1]
+    picked_cells = torch.cat(cells, dim=1).gather(1, index.flatten(1))  # (L, T²·k)
     rows, cols = -(-h // tile), -(-w // tile)
-    out = out.reshape(rows, cols, num_objects, tile, tile).permute(2, 0, 3, 1, 4)
-    return out.reshape(num_objects, rows * tile, cols * tile)[:, :h, :w]
+    out = query.new_empty((num_objects, rows * tile, cols * tile))
+    for start in range(0, num_objects, OBJECT_CHUNK):
+        chunk = slice(start, min(start + OBJECT_CHUNK, num_objects))
+        values = torch.cat([win.pad(v[chunk]) for win, v, _ in memories], dim=1)
+        known = torch.cat([win.pad(_weights(ok[chunk], win.grid)) for win, _, ok in memories], 1)
+        mixed = (weight * known[:, picked_cells]).unflatten(2, top.shape[1:])  # (k', L, T², k)
+        picked = values[:, picked_cells].unflatten(2, top.shape[1:])
+        part = (mixed * picked).sum(-1) / mixed.sum(-1).clamp_min(1e-6)  # (k', L, T²)
+        count = chunk.stop - chunk.start
+        part = part.reshape(count, rows, cols, tile, tile).permute(0, 1, 3, 2, 4)
+        out[chunk] = part.reshape(count, rows * tile, cols * tile)
+    return out[:, :h, :w]
+
+
+def _weights(valid: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """(K,) bool or (K, h, w) weights -> (K, h, w) float weights."""
+    if valid.dim() == 3:
+        return valid.float()
+    return valid.float()[:, None, None].expand(-1, *grid)

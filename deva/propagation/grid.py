@@ -1,0 +1,91 @@
+"""Between image pixels and a coarse grid of cells: pool masks or id maps down, read labels up.
+
+The appearance propagator reads objects on its key grid (1/8 of the feature image); these pure
+functions move masks onto that grid and the result back to the image. The id-map versions never
+build a (K, H, W) stack: pooling counts (object, cell) pairs, and ``upsample_argmax`` gives the
+label of each pixel of the bilinearly upsampled probabilities by looking only at the labels of
+its four source cells, so both cost O(pixels + objects x cells).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = ["cell_of_pixels", "pool_ids", "pool_masks", "upsample", "upsample_argmax"]
+
+
+def cell_of_pixels(shape: tuple[int, int], grid: tuple[int, int]) -> torch.Tensor:
+    """(H·W,) index of the grid cell each pixel falls in (cells tile the image evenly)."""
+    (height, width), (rows, cols) = shape, grid
+    row = torch.arange(height) * rows // height
+    col = torch.arange(width) * cols // width
+    return (row[:, None] * cols + col[None, :]).flatten()
+
+
+def _cell_area(cells: torch.Tensor, size: int) -> torch.Tensor:
+    return torch.bincount(cells, minlength=size).clamp_min(1).float()
+
+
+def pool_masks(masks: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """(K, H, W) soft masks -> (K, h, w): each cell's mean over its pixels."""
+    k = masks.shape[0]
+    cells = cell_of_pixels(tuple(masks.shape[-2:]), grid).to(masks.device)
+    size = grid[0] * grid[1]
+    flat = masks.reshape(k, cells.numel()).float()
+    sums = masks.new_zeros((k, size)).index_add_(1, cells, flat)
+    return (sums / _cell_area(cells, size).to(masks.device)).reshape(k, *grid)
+
+
+def pool_ids(index: np.ndarray, count: int, grid: tuple[int, int]) -> torch.Tensor:
+    """(H, W) map of object indices (0 = none, k = object k - 1) -> (count, h, w) area
+    fractions, as ``pool_masks`` of the one-hot stack would give, without building it."""
+    cells = cell_of_pixels(index.shape, grid)
+    size = grid[0] * grid[1]
+    flat = torch.from_numpy(np.ascontiguousarray(index, dtype=np.int64)).flatten()
+    inside = flat > 0
+    pairs = (flat[inside] - 1) * size + cells[inside]
+    sums = torch.bincount(pairs, minlength=count * size).float()
+    return (sums.reshape(count, size) / _cell_area(cells, size)).reshape(count, *grid)
+
+
+def upsample(probs: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """(C, h, w) -> (C, H, W), bilinear (pixel centres aligned, as ``F.interpolate``)."""
+    return F.interpolate(probs[None], size=shape, mode="bilinear", align_corners=False)[0]
+
+
+def _source(length: int, cells: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For each of ``length`` output positions: the two source cells and the weight of the
+    second, with ``F.interpolate``'s bilinear, ``align_corners=False`` convention."""
+    position = ((torch.arange(length) + 0.5) * cells / length - 0.5).clamp_min(0)
+    low = position.floor().long().clamp_max(cells - 1)
+    high = (low + 1).clamp_max(cells - 1)
+    return low, high, position - low
+
+
+def upsample_argmax(probs: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """(H, W) channel index of the largest of ``upsample(probs, shape)``, in O(pixels) memory.
+
+    A pixel whose four source cells share their largest channel keeps it: the upsampled value
+    is a convex combination of the four, so that channel stays the largest. Elsewhere (near
+    label boundaries) the four cells' largest channels are compared at the pixel; a channel that
+    is largest at none of the four cells is never chosen (it can win only in a near tie).
+    """
+    best = probs.argmax(0)
+    y0, y1, wy = (t.to(probs.device) for t in _source(shape[0], probs.shape[1]))
+    x0, x1, wx = (t.to(probs.device) for t in _source(shape[1], probs.shape[2]))
+    corners = [best[y][:, x] for y in (y0, y1) for x in (x0, x1)]
+    out = corners[0].clone()
+    mixed = (corners[0] != corners[1]) | (corners[0] != corners[2]) | (corners[0] != corners[3])
+    rows, cols = mixed.nonzero(as_tuple=True)
+    if len(rows) == 0:
+        return out
+    candidates = torch.stack([c[rows, cols] for c in corners])  # (4, M)
+    ry, cx = wy[rows].to(probs.dtype), wx[cols].to(probs.dtype)
+    weights = ((1 - ry) * (1 - cx), (1 - ry) * cx, ry * (1 - cx), ry * cx)
+    top, bottom, left, right = y0[rows], y1[rows], x0[cols], x1[cols]
+    sources = ((top, left), (top, right), (bottom, left), (bottom, right))
+    value = sum(w * probs[candidates, y, x] for w, (y, x) in zip(weights, sources, strict=True))
+    out[rows, cols] = candidates.gather(0, value.argmax(0, keepdim=True))[0]
+    return out

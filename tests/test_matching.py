@@ -1,0 +1,60 @@
+"""The windowed top-k readout against a cell-by-cell reference written from its definition."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from deva.propagation.matching import OBJECT_CHUNK, cut_windows, read
+
+
+def reference(query, memories, radii, tile, top_k, temperature):
+    """Each query cell: the memory cells within ``radius`` of its tile in every frame, its
+    top-k cosines softmaxed, each object averaged over the frames where it is valid."""
+    c, h, w = query.shape
+    k = memories[0][0].shape[0]
+    out = torch.zeros(k, h, w)
+    for y in range(h):
+        for x in range(w):
+            top, left = (y // tile) * tile, (x // tile) * tile
+            sims, values, valid = [], [], []
+            for (masks, ok, keys), radius in zip(memories, radii, strict=True):
+                ys = range(max(0, top - radius), min(h, top + tile + radius))
+                xs = range(max(0, left - radius), min(w, left + tile + radius))
+                for my in ys:
+                    for mx in xs:
+                        sims.append(float(query[:, y, x] @ keys[:, my, mx]))
+                        values.append(masks[:, my, mx])
+                        valid.append(ok.float())
+            sims_t = torch.tensor(sims)
+            best, index = sims_t.topk(min(top_k, len(sims)))
+            weight = torch.softmax(best / temperature, 0)[None] * torch.stack(valid)[index].T
+            picked = torch.stack(values)[index].T
+            out[:, y, x] = (weight * picked).sum(1) / weight.sum(1).clamp_min(1e-6)
+    return out
+
+
+def test_read_matches_the_cell_by_cell_definition() -> None:
+    """Two frames with different windows, more objects than one chunk, an object unknown in
+    the first frame, a grid that tiles unevenly."""
+    generator = torch.Generator().manual_seed(0)
+    c, h, w, k, tile = 8, 9, 10, OBJECT_CHUNK + 3, 4
+
+    def keys() -> torch.Tensor:
+        return F.normalize(torch.randn(c, h, w, generator=generator), dim=0)
+
+    query = keys()
+    frames = []
+    for known_first in (False, True):
+        masks = torch.rand(k, h, w, generator=generator)
+        ok = torch.ones(k, dtype=torch.bool)
+        ok[-1] = known_first
+        frames.append((masks, ok, keys()))
+    radii = (3, 1)
+    memories = [
+        (cut_windows(frame_keys, radius, tile), masks, ok)
+        for (masks, ok, frame_keys), radius in zip(frames, radii, strict=True)
+    ]
+    got = read(query, memories, top_k=5, temperature=0.1)
+    expected = reference(query, frames, radii, tile, top_k=5, temperature=0.1)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
