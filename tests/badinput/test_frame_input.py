@@ -127,4 +127,12 @@ def test_markup_like_brackets_in_a_path_are_printed_verbatim(tmp_path: Path) -> 
 def test_frames_too_small_for_optical_flow(tmp_path: Path) -> None:
     folder = make.frames(tmp_path / "frames", shape=(2, 2))
     out = tmp_path / "out"
-    fails(deva("track", folder, "-o", out, "--no-video"), "2x2", "too small", out=out)
+    outcome = deva("track", folder, "-o", out, "--no-video", "--propagator", "flow")
+    fails(outcome, "2x2", "too small", out=out)
+
+
+def test_tiny_frames_with_the_default_propagator(tmp_path: Path) -> None:
+    """The appearance propagator enlarges small frames for its features, so a 2x2 video runs
+    (nothing moves in it: the run says so)."""
+    folder = make.frames(tmp_path / "frames", shape=(2, 2))
+    succeeds(deva("track", folder, "-o", tmp_path / "out", "--no-video"), tmp_path / "out", 4)

@@ -54,7 +54,7 @@ def test_checkpoint_without_the_network_propagator(folder: Path, tmp_path: Path)
     weights = tmp_path / "w.pth"
     weights.write_bytes(b"")
     outcome = deva("track", folder, "-o", tmp_path / "o", "--checkpoint", weights)
-    fails(outcome, "--checkpoint", "flow")
+    fails(outcome, "--checkpoint", "appearance")
 
 
 def test_detections_with_another_segmenter(folder: Path, tmp_path: Path) -> None:
