@@ -167,8 +167,9 @@ def track(
     propagator: Annotated[
         PropagatorName,
         typer.Option(
-            help="Temporal propagator: flow (optical flow, one-frame memory), appearance "
-            "(matches pretrained features shipped with deva; slower, remembers appearance), "
+            help="Temporal propagator: appearance (remembers appearance: matches ImageNet "
+            "features shipped with deva, no download), flow (optical flow, one-frame memory; "
+            "fastest, drifts on fast motion), "
             "network (DEVA network), or a SAM-family video model, sam2 (SAM 2.1), edgetam or "
             "sam3 (SAM 3 tracker); those need the models extra and keep one running session "
             "with bounded memory."
