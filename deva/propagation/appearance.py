@@ -4,8 +4,9 @@ Every remembered frame keeps its keys (L2-normalised ImageNet MobileNetV2 featur
 the image, ``deva.propagation.features``) and the objects' soft masks on the same grid. A new
 frame reads each object's probability from its best-matching remembered cells: top-k cosine
 affinity within a local window around the same position (``deva.propagation.matching``); the
-objects are then combined by the soft aggregation of the DEVA network (spec §1.7) and upsampled
-to the image. The memory is the first memorized frame (kept for good, so an object the recent
+objects are then combined by the soft aggregation of the DEVA network (spec §1.7). The tracker's
+id-map verbs read labels off the grid (``deva.propagation.grid``), so no (objects x pixels)
+stack is built; the stack verbs upsample the probabilities. The memory is the first memorized frame (kept for good, so an object the recent
 frames lost can be found again) plus the last ``recent`` frames, merged or propagated: bounded
 on any video length.
 
