@@ -166,3 +166,11 @@ def test_rle_of_a_box_equals_rle_of_the_frame() -> None:
         frame[y : y + h, x : x + w] = crop
         assert rle.encode_crop(crop, x, y, height, width) == rle.encode(frame)
 
+
+def test_the_appearance_propagator_keeps_the_default_cap() -> None:
+    """Its id-map verbs avoid (K, H, W) stacks, but each remembered frame still holds a value
+    per object and key cell, so it declares the stack propagators' cap."""
+    from deva.propagation.appearance import AppearancePropagator
+
+    assert base.object_limit(AppearancePropagator(), 0) == base.STACK_LIMIT
+    assert base.object_limit(AppearancePropagator(), 1000) == 1000

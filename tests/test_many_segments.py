@@ -31,6 +31,7 @@ CHILD = textwrap.dedent(
 
     def track(folder, out):
         args = ["track", f"{folder}/frames", "--detections", f"{folder}/dets", "-o", out]
+        args += ["--propagator", "flow"]  # appearance caps its objects at 256
         assert get_command(app).main(args=args, standalone_mode=False) in (None, 0)
 
     small, large, out = sys.argv[1:]

@@ -108,7 +108,7 @@ def test_cli_precisions_are_the_propagators():
     from deva.cli_options import PrecisionName
     from deva.propagation.network.propagator import PRECISIONS
 
-    assert tuple(PrecisionName) == PRECISIONS
+    assert tuple(PrecisionName) == ("auto", *PRECISIONS)  # auto: float32 for the network
 
 
 def test_batch_runs_the_network_in_bfloat16(checkpoint, clip_folders, tmp_path, monkeypatch):
