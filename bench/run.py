@@ -253,8 +253,10 @@ def sections(quick: bool) -> list[Section]:
         Section(
             "motion",
             (
-                "## Weight-free default, unsupervised (DAVIS-16)\n\n`deva track` defaults: "
-                "`MotionSegmenter` + `FlowPropagator`, semi-online (clip 3 every 5). *union*: all "
+                "## Motion segmenter + flow, unsupervised (DAVIS-16)\n\n`deva track` with the "
+                "default `MotionSegmenter` and `--propagator flow` (the default propagator "
+                "before the appearance propagator, whose rows are in the next section), "
+                "semi-online (clip 3 every 5). *union*: all "
                 "objects form the foreground (DAVIS-16 protocol); *best id*: DAVIS-2017 "
                 "unsupervised matching. The motion segmenter alone, run on every frame, is shown "
                 "for reference.\n"
@@ -286,8 +288,10 @@ def sections(quick: bool) -> list[Section]:
             "appearance_speed",
             (
                 "### Appearance propagator speed (854×480, DAVIS `bmx-trees`, propagation only)"
-                "\n\n1 object = the true mask; more objects add grid cells of the rest of the "
-                "frame. Flow measured in the same run. Goal: ≥ 10 frames/s for 1-5 objects.\n"
+                "\n\nThrough `propagate_ids`, the id-map verb the tracker calls; `--precision "
+                "auto` (bfloat16 encoder and affinities on this CPU). 1 object = the true mask; "
+                "more objects add grid cells of the rest of the frame. Flow measured in the same "
+                "run. Goal: ≥ 10 frames/s for 1-5 objects.\n"
             ),
             lambda: appearance.speed_table(),
         ),
