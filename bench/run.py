@@ -192,15 +192,20 @@ def sections(quick: bool) -> list[Section]:
         ),
         Section(
             "cli",
-            ("## End-to-end `deva track` (854×480, 80 frames, decode + track + write)\n"),
+            (
+                "## End-to-end `deva track` (854×480, 80 frames, decode + track + write)\n\n"
+                "The command's defaults at the date below (rows measured before 2026-12-06 ran "
+                "the flow propagator, the default until then).\n"
+            ),
             lambda: cli_section(),
         ),
         Section(
             "batch",
             (
                 "## Many videos: `deva batch` throughput (6 DAVIS clips × 30 frames, 854×480)\n\n"
-                "`run_batch` over a folder of six MP4s (decode, default motion segmenter + flow "
-                "propagator, masks and annotations written, no overlay video). 1 worker: "
+                "`run_batch` over a folder of six MP4s (decode, the default motion segmenter and "
+                "propagator: flow in rows measured before 2026-12-06, appearance since; masks and "
+                "annotations written, no overlay video). 1 worker: "
                 "in-process, the bench's threads; 2 workers: a local Ray instance, one task per "
                 "video with one thread each, its start-up (a few seconds) included.\n"
             ),
