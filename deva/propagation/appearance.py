@@ -6,9 +6,9 @@ frame reads each object's probability from its best-matching remembered cells: t
 affinity within a local window around the same position (``deva.propagation.matching``); the
 objects are then combined by the soft aggregation of the DEVA network (spec §1.7). The tracker's
 id-map verbs read labels off the grid (``deva.propagation.grid``), so no (objects x pixels)
-stack is built; the stack verbs upsample the probabilities. The memory is the first memorized frame (kept for good, so an object the recent
-frames lost can be found again) plus the last ``recent`` frames, merged or propagated: bounded
-on any video length.
+stack is built; the stack verbs upsample the probabilities. The memory is the first memorized
+frame (kept for good, so an object the recent frames lost can be found again) plus the last
+``recent`` frames, merged or propagated: bounded on any video length.
 
 Optical flow was tried as a partner and left out by default (``flow_weight``): averaging the
 readout with the flow propagator's warp of the previous result halves J on fast motion
