@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from deva.device import resolve_device
 from deva.errors import DevaError
 from deva.idmap import index_map
-from deva.propagation.base import STACK_LIMIT, check_image
+from deva.propagation.base import STACK_LIMIT, check_id_map, check_image
 from deva.propagation.features import FeatureExtractor
 from deva.propagation.flow import FlowPropagator
 from deva.propagation.grid import pool_ids, pool_masks, upsample, upsample_argmax
@@ -192,7 +192,7 @@ class AppearancePropagator:
     def memorize_ids(self, image: np.ndarray, ids: np.ndarray, object_ids: Sequence[int]) -> None:
         """``memorize`` from an (H, W) id map: object k is ``ids == object_ids[k]``."""
         check_image(image)
-        _check_ids(ids, image)
+        check_id_map(ids, image.shape[:2])
         objects = [int(i) for i in object_ids]
         encoded = self._encode(image)
         small = pool_ids(index_map(ids, objects), len(objects), _grid(encoded.keys))
@@ -224,7 +224,7 @@ class AppearancePropagator:
         segment ids at ``dst_image``; the memory is not touched."""
         check_image(src_image)
         check_image(dst_image)
-        _check_ids(src_ids, src_image)
+        check_id_map(src_ids, src_image.shape[:2])
         segments = [int(i) for i in segment_ids]
         if not segments:
             return np.zeros(dst_image.shape[:2], np.int32)
@@ -257,7 +257,7 @@ class AppearancePropagator:
         keys = self._encode(image).keys
         c, h, w = keys.shape
         wanted = np.asarray(segment_ids, np.int64)
-        _check_ids(ids, image)
+        check_id_map(ids, image.shape[:2])
         if len(wanted) == 0:
             return np.zeros((0, c), np.float32)
         cells = (np.arange(ids.shape[0]) * h // ids.shape[0])[:, None] * w + (
@@ -370,8 +370,9 @@ class AppearancePropagator:
             warped = pool_masks(torch.from_numpy(flow[1:]).to(small), _grid(encoded.keys))
             small = (1 - self.flow_weight) * small + self.flow_weight * warped
         labels = upsample_argmax(_scores(small), image.shape[:2])
+        index = labels.cpu().numpy()
         if self.recent:
-            hard = pool_ids(labels.cpu().numpy(), len(self._ids), _grid(encoded.keys))
+            hard = pool_ids(index, len(self._ids), _grid(encoded.keys))
             frame = self._frame(encoded.keys, hard.to(self.device), self.radius)
             if self.confidence:
                 top = _aggregated(small).max(0).values
@@ -380,7 +381,7 @@ class AppearancePropagator:
             self._propagated = encoded
         if self._flow is not None:
             lut = np.asarray([0, *self._ids], np.int32)
-            self._flow.memorize_ids(image, lut[labels.cpu().numpy()], self._ids)
+            self._flow.memorize_ids(image, lut[index], self._ids)
         return small, labels
 
     def _store(self, encoded: _Encoded, small: torch.Tensor, ids: list[int]) -> None:
@@ -482,11 +483,6 @@ def _scores(small: torch.Tensor) -> torch.Tensor:
 def _stack(small: torch.Tensor, shape: tuple[int, int]) -> np.ndarray:
     """(K, h, w) grid probabilities -> the (1 + K, H, W) stack of ``propagate``."""
     return _aggregated(upsample(small, shape)).cpu().numpy().astype(np.float32, copy=False)
-
-
-def _check_ids(ids: np.ndarray, image: np.ndarray) -> None:
-    if ids.shape != image.shape[:2]:
-        raise DevaError(f"id map of size {ids.shape} for an image of {image.shape[:2]}")
 
 
 def _mean_keys(keys: torch.Tensor, small: torch.Tensor) -> torch.Tensor:

@@ -92,6 +92,15 @@ def check_image(image: np.ndarray) -> None:
         raise DevaError(f"expected a uint8 image, got dtype {image.dtype}")
 
 
+def check_id_map(ids: np.ndarray, shape: tuple[int, int]) -> None:
+    """An id map handed to a propagator must be (H, W) of the image; else one clear error."""
+    if not isinstance(ids, np.ndarray) or ids.shape != tuple(shape):
+        raise DevaError(
+            f"id map must be {shape[0]}x{shape[1]} to match the image, got "
+            f"{getattr(ids, 'shape', None)}"
+        )
+
+
 def object_limit(propagator: Propagator, max_objects: int) -> int:
     """The cap on tracked objects (0 = none): ``max_objects`` when set; else the propagator's
     own ``default_object_limit`` if it declares one (its memory grows with objects x cells);

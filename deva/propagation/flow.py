@@ -30,7 +30,7 @@ from scipy import ndimage
 
 from deva.errors import DevaError
 from deva.idmap import index_map
-from deva.propagation.base import check_image
+from deva.propagation.base import check_id_map, check_image
 
 log = logging.getLogger(__name__)
 
@@ -677,11 +677,7 @@ def _crops_from_ids(
 ) -> list[_Crop | None]:
     """The hard masks ``ids == object_ids[k]`` as crops (what ``_soft_masks`` makes of them),
     from one pass over the map."""
-    if not isinstance(ids, np.ndarray) or ids.shape != shape:
-        raise DevaError(
-            f"id map must be {shape[0]}x{shape[1]} to match the image, got "
-            f"{getattr(ids, 'shape', None)}"
-        )
+    check_id_map(ids, shape)
     _check_ids([int(i) for i in object_ids], len(object_ids))
     index = index_map(ids, object_ids)
     crops: list[_Crop | None] = []

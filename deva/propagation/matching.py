@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 import torch.nn.functional as F
@@ -42,10 +43,16 @@ class Windows:
         r, t = self.radius, self.tile
         return (r, r + (-w) % t, r, r + (-h) % t)
 
-    def cells(self) -> torch.Tensor:
-        """(L, S²) index of each window position in the padded grid, flattened."""
+    @property
+    def padded_grid(self) -> tuple[int, int]:
         left, right, top, bottom = self.padding
-        rows, cols = self.grid[0] + top + bottom, self.grid[1] + left + right
+        return (self.grid[0] + top + bottom, self.grid[1] + left + right)
+
+    @cached_property
+    def cells(self) -> torch.Tensor:
+        """(L, S²) index of each window position in the padded grid, flattened; computed once
+        per remembered frame, read by every later frame."""
+        rows, cols = self.padded_grid
         tiles_y = torch.arange(0, rows - self.side + 1, self.tile, device=self.keys.device)
         tiles_x = torch.arange(0, cols - self.side + 1, self.tile, device=self.keys.device)
         offset = torch.arange(self.side, device=self.keys.device)
@@ -116,9 +123,9 @@ def read(
     del sim
     weight = torch.softmax(top.float() / temperature, dim=2).flatten(1)  # (L, T²·k)
     cells, offset = [], 0
-    for windows, values, _ in memories:
-        cells.append(windows.cells() + offset)
-        offset += windows.pad(values[:0]).shape[1]
+    for windows, _, _ in memories:
+        cells.append(windows.cells + offset)
+        offset += windows.padded_grid[0] * windows.padded_grid[1]
     picked_cells = torch.cat(cells, dim=1).gather(1, index.flatten(1))  # (L, T²·k)
     rows, cols = -(-h // tile), -(-w // tile)
     out = query.new_empty((num_objects, rows * tile, cols * tile))
