@@ -58,9 +58,10 @@ def quality_table(sequences=tracking.SEQUENCES) -> str:
 
 #: Variants of the propagator, each changing one setting of the default.
 PARTS: dict[str, dict[str, object]] = {
-    "default (first frame + 3 recent, top-20, windows 12 / 6 cells, confidence)": {},
+    "default (first frame + 3 recent, top-20, windows 12 / 6 cells, confidence, anchor 0.3)": {},
     "first frame only (no recent frames)": {"recent": 0},
     "recent frames not weighted by confidence": {"confidence": False},
+    "no first-frame anchor (readout of all frames only)": {"anchor_weight": 0.0},
     "features at 240 px instead of 480": {"feature_size": 240},
     "+ optical flow, 30 % of the result": {"flow_weight": 0.3},
 }

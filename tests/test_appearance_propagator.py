@@ -223,3 +223,17 @@ def make_scene_with_two_objects() -> tuple[list[np.ndarray], np.ndarray]:
     ids[40:120, 30:110] = 7
     ids[100:200, 180:280] = 9
     return images, ids
+
+
+def test_a_full_anchor_reads_the_first_frame_alone() -> None:
+    """anchor_weight 1: the recent frames are remembered but the result is the first frame's
+    readout, exactly what a memory of the first frame alone gives."""
+    images, ids = make_scene_with_two_objects()
+    anchored, first_only = AppearancePropagator(anchor_weight=1.0), AppearancePropagator(recent=0)
+    for propagator in (anchored, first_only):
+        propagator.memorize_ids(images[0], ids, [7, 9])
+        propagator.propagate_ids(images[1])
+    assert len(anchored._recent) == 1  # the recent frame is kept, and read with weight 0
+    np.testing.assert_allclose(anchored.propagate(images[0]), first_only.propagate(images[0]))
+    with pytest.raises(DevaError, match="anchor_weight"):
+        AppearancePropagator(anchor_weight=1.5)
