@@ -237,3 +237,17 @@ def test_a_full_anchor_reads_the_first_frame_alone() -> None:
     np.testing.assert_allclose(anchored.propagate(images[0]), first_only.propagate(images[0]))
     with pytest.raises(DevaError, match="anchor_weight"):
         AppearancePropagator(anchor_weight=1.5)
+
+
+def test_the_anchor_leaves_objects_the_first_frame_did_not_know() -> None:
+    """An object first memorized after the permanent frame reads nothing there: the anchor must
+    not damp it (a re-entering or newly detected object would fall below the background)."""
+    images, ids = make_scene_with_two_objects()
+    first = np.where(ids == 7, 7, 0).astype(np.int32)
+    anchored, plain = AppearancePropagator(anchor_weight=0.5), AppearancePropagator(anchor_weight=0)
+    for propagator in (anchored, plain):
+        propagator.memorize_ids(images[0], first, [7])
+        propagator.memorize_ids(images[1], ids, [7, 9])
+    late_anchored, late_plain = (p.propagate(images[1])[2] for p in (anchored, plain))
+    assert (late_plain[ids == 9] > 0.5).mean() > 0.9
+    np.testing.assert_allclose(late_anchored, late_plain, atol=0.05)

@@ -55,6 +55,8 @@ def test_read_matches_the_cell_by_cell_definition() -> None:
         (cut_windows(frame_keys, radius, tile), masks, ok)
         for (masks, ok, frame_keys), radius in zip(frames, radii, strict=True)
     ]
-    got = read(query, memories, top_k=5, temperature=0.1)
+    got, alone = read(query, memories, top_k=5, temperature=0.1, first_alone=True)
     expected = reference(query, frames, radii, tile, top_k=5, temperature=0.1)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+    first = reference(query, frames[:1], radii[:1], tile, top_k=5, temperature=0.1)
+    torch.testing.assert_close(alone, first, atol=1e-5, rtol=1e-4)

@@ -84,6 +84,8 @@ class AppearancePropagator:
             recent frames follow fast motion but drift onto look-alikes, the first frame does
             the opposite; mixing the two readouts keeps both (six shared DAVIS clips,
             semi-supervised J&F 0.691 without, 0.754 at 0.3, 0.749 at 0.5, 0.714 at 0.7).
+            Objects the first frame did not know are not anchored (they read nothing there).
+            The anchor's readout reuses the affinities of the full one.
         feature_size: short side, px, that larger images are reduced to for the features
             (smaller ones are enlarged to 240 px); masks keep the input's resolution.
         precision: the encoder's arithmetic, ``auto`` (bfloat16 where the hardware runs it
@@ -373,10 +375,13 @@ class AppearancePropagator:
         if not self._ids:
             return None, None
         frames = self._frames()
-        small = self._read(encoded.keys, frames)
         if self.anchor_weight > 0 and self._permanent is not None and len(frames) > 1:
-            anchor = self._read(encoded.keys, [self._permanent])
-            small = (1 - self.anchor_weight) * small + self.anchor_weight * anchor
+            small, anchor = self._read(encoded.keys, frames, first_alone=True)
+            # Objects first seen after the permanent frame read nothing there: no anchor.
+            share = self.anchor_weight * self._permanent.valid.to(small.dtype)[:, None, None]
+            small = (1 - share) * small + share * anchor
+        else:
+            small = self._read(encoded.keys, frames)
         if flow is not None and flow.shape[0] == small.shape[0] + 1:
             warped = pool_masks(torch.from_numpy(flow[1:]).to(small), _grid(encoded.keys))
             small = (1 - self.flow_weight) * small + self.flow_weight * warped
@@ -460,7 +465,7 @@ class AppearancePropagator:
             if bool(prototype.any()):
                 self._prototypes[obj] = prototype
 
-    def _read(self, keys: torch.Tensor, frames: list[_Frame]) -> torch.Tensor:
+    def _read(self, keys: torch.Tensor, frames: list[_Frame], first_alone: bool = False) -> Any:
         memories = [
             (
                 f.windows,
@@ -469,7 +474,9 @@ class AppearancePropagator:
             )
             for f in frames
         ]
-        return read(keys, memories, top_k=self.top_k, temperature=self.temperature)
+        return read(
+            keys, memories, top_k=self.top_k, temperature=self.temperature, first_alone=first_alone
+        )
 
 
 def _grid(keys: torch.Tensor) -> tuple[int, int]:

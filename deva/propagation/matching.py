@@ -103,7 +103,8 @@ def read(
     *,
     top_k: int,
     temperature: float,
-) -> torch.Tensor:
+    first_alone: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """(K, h, w) values for ``query`` keys (C, h, w) from ``memories``, each
     ``(windows, values (K, h, w), valid (K,) bool or (K, h, w) weights)``, all cut with the
     same tile.
@@ -112,15 +113,31 @@ def read(
     (temperature ``temperature``) and averages the values there; an object averages only over
     frames where it is ``valid`` (it was known in that frame), and reads 0 where none is.
     Values are looked up by cell index, never cut into windows, so the cost in objects is that
-    of the output.
+    of the output. With ``first_alone``, also the readout of the first memory by itself, from
+    the same affinities.
     """
-    c, h, w = query.shape
-    num_objects = memories[0][1].shape[0]
     tile = memories[0][0].tile
     queries = tile_queries(query, tile).to(memories[0][0].keys.dtype)
-    sim = torch.cat([torch.bmm(queries, windows.keys) for windows, _, _ in memories], dim=2)
+    sims = [torch.bmm(queries, windows.keys) for windows, _, _ in memories]
+    out = _readout(torch.cat(sims, dim=2), memories, query.shape[1:], top_k, temperature)
+    if not first_alone:
+        return out
+    return out, _readout(sims[0], memories[:1], query.shape[1:], top_k, temperature)
+
+
+def _readout(
+    sim: torch.Tensor,
+    memories: Sequence[tuple[Windows, torch.Tensor, torch.Tensor]],
+    grid: tuple[int, int],
+    top_k: int,
+    temperature: float,
+) -> torch.Tensor:
+    """(K, h, w) values from the (L, T², cells) affinities ``sim`` of the query tiles to the
+    windows of ``memories``, concatenated in order."""
+    h, w = grid
+    num_objects = memories[0][1].shape[0]
+    tile = memories[0][0].tile
     top, index = sim.topk(min(top_k, sim.shape[2]), dim=2)  # (L, T², k)
-    del sim
     weight = torch.softmax(top.float() / temperature, dim=2).flatten(1)  # (L, T²·k)
     cells, offset = [], 0
     for windows, _, _ in memories:
@@ -128,7 +145,7 @@ def read(
         offset += windows.padded_grid[0] * windows.padded_grid[1]
     picked_cells = torch.cat(cells, dim=1).gather(1, index.flatten(1))  # (L, T²·k)
     rows, cols = -(-h // tile), -(-w // tile)
-    out = query.new_empty((num_objects, rows * tile, cols * tile))
+    out = weight.new_empty((num_objects, rows * tile, cols * tile))
     for start in range(0, num_objects, OBJECT_CHUNK):
         chunk = slice(start, min(start + OBJECT_CHUNK, num_objects))
         values = torch.cat([win.pad(v[chunk]) for win, v, _ in memories], dim=1)
