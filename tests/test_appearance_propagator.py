@@ -17,6 +17,7 @@ from deva.propagation.features import (
     SHIPPED_DEPTH,
     WEIGHTS_PATH,
     FeatureExtractor,
+    _ConvClamp6,
     load_shipped_weights,
     tensors_sha256,
 )
@@ -155,10 +156,12 @@ def test_bad_settings_are_one_error() -> None:
 
 
 def test_inference_rewrite_keeps_the_features() -> None:
-    """BatchNorm folding and channels-last change rounding only."""
+    """BatchNorm folding, conv + ReLU6 fusion and channels-last change rounding only."""
     extractor = FeatureExtractor(precision="float32")
     plain = MobileNetV2Features(depth=SHIPPED_DEPTH, output_stride=16).eval()
     plain.load_state_dict(load_shipped_weights())
+    fused = [m for m in extractor.net.modules() if isinstance(m, _ConvClamp6)]
+    assert len(fused) == sum(isinstance(m, torch.nn.ReLU6) for m in plain.modules()) > 0
     image = np.random.default_rng(0).integers(0, 256, (240, 400, 3), dtype=np.uint8)
     x = (torch.from_numpy(image.astype(np.float32)).permute(2, 0, 1) - extractor.mean) / (
         extractor.std

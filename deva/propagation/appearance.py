@@ -108,6 +108,8 @@ class AppearancePropagator:
         radius: int = 6,
         permanent_radius: int = 12,
         tile: int = 8,
+        permanent_step: int = 1,
+        background_bias: float = 1.0,
         confidence: bool = True,
         anchor_weight: float = 0.3,
         feature_size: int = 480,
@@ -136,6 +138,8 @@ class AppearancePropagator:
         self.radius = radius
         self.permanent_radius = permanent_radius
         self.tile = tile
+        self.permanent_step = permanent_step
+        self.background_bias = background_bias
         self.confidence = confidence
         self.anchor_weight = anchor_weight
         self.flow_weight = flow_weight
@@ -295,6 +299,7 @@ class AppearancePropagator:
             w = frame.windows
             confidence = None if frame.confidence is None else frame.confidence.cpu()
             return {"keys": w.keys.cpu(), "radius": w.radius, "tile": w.tile, "grid": w.grid,
+                    "step": w.step,
                     "masks": frame.masks.cpu(), "valid": frame.valid.cpu(),
                     "confidence": confidence}  # fmt: skip
 
@@ -308,11 +313,16 @@ class AppearancePropagator:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         def unpack(entry: Mapping[str, Any]) -> _Frame:
+            keys, step = entry["keys"], int(entry.get("step", 1))
+            side = -(-(int(entry["tile"]) + 2 * int(entry["radius"])) // step)
+            if keys.shape[1] != side * side:  # saved before windows were cell-major
+                keys = keys.transpose(1, 2).contiguous()
             windows = Windows(
-                entry["keys"].to(self.device),
+                keys.to(self.device),
                 int(entry["radius"]),
                 int(entry["tile"]),
                 tuple(entry["grid"]),  # type: ignore[arg-type]
+                step,
             )
             confidence = entry.get("confidence")
             return _Frame(
@@ -360,9 +370,9 @@ class AppearancePropagator:
             and np.array_equal(last.image, image)
         )
 
-    def _frame(self, keys: torch.Tensor, small: torch.Tensor, radius: int) -> _Frame:
+    def _frame(self, keys: torch.Tensor, small: torch.Tensor, radius: int, step: int = 1) -> _Frame:
         valid = torch.ones(small.shape[0], dtype=torch.bool, device=self.device)
-        windows = cut_windows(keys.to(self._match_dtype), radius, self.tile)
+        windows = cut_windows(keys.to(self._match_dtype), radius, self.tile, step)
         return _Frame(windows, small, valid)
 
     def _step(self, image: np.ndarray) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -385,7 +395,9 @@ class AppearancePropagator:
         if flow is not None and flow.shape[0] == small.shape[0] + 1:
             warped = pool_masks(torch.from_numpy(flow[1:]).to(small), _grid(encoded.keys))
             small = (1 - self.flow_weight) * small + self.flow_weight * warped
-        labels = upsample_argmax(_scores(small), image.shape[:2])
+        scores = _scores(small)
+        scores[0] *= self.background_bias
+        labels = upsample_argmax(scores, image.shape[:2])
         index = labels.cpu().numpy()
         if self.recent:
             hard = pool_ids(index, len(self._ids), _grid(encoded.keys))
@@ -411,7 +423,9 @@ class AppearancePropagator:
         self._update_prototypes(encoded.keys, small, ids)
         if self._permanent is None:
             if ids:
-                self._permanent = self._frame(encoded.keys, small, self.permanent_radius)
+                self._permanent = self._frame(
+                    encoded.keys, small, self.permanent_radius, self.permanent_step
+                )
         elif self.recent:
             self._push(self._frame(encoded.keys, small, self.radius))
 
