@@ -58,10 +58,12 @@ def quality_table(sequences=tracking.SEQUENCES) -> str:
 
 #: Variants of the propagator, each changing one setting of the default.
 PARTS: dict[str, dict[str, object]] = {
-    "default (first frame + 3 recent, top-20, windows 12 / 6 cells, confidence, anchor 0.3)": {},
+    "default (first frame + 3 recent, top-20, windows 24 every 2nd cell / 4 cells, "
+    "confidence, anchor 0.6)": {},
     "first frame only (no recent frames)": {"recent": 0},
     "recent frames not weighted by confidence": {"confidence": False},
-    "no first-frame anchor (readout of all frames only)": {"anchor_weight": 0.0},
+    "no first-frame anchor": {"anchor_weight": 0.0},
+    "first frame's window 12 cells, every cell": {"permanent_radius": 12, "permanent_step": 1},
     "features at 240 px instead of 480": {"feature_size": 240},
     "+ optical flow, 30 % of the result": {"flow_weight": 0.3},
 }

@@ -8,19 +8,20 @@ import torch.nn.functional as F
 from deva.propagation.matching import OBJECT_CHUNK, cut_windows, read
 
 
-def reference(query, memories, radii, tile, top_k, temperature, steps=None):
+def reference(query, memories, radii, tile, top_k, temperature, steps=None, first_share=None):
     """Each query cell: the memory cells within ``radius`` of its tile in every frame (every
     ``step``-th from the window's corner), its top-k cosines softmaxed, each object averaged over
-    the frames where it is valid."""
+    the frames where it is valid; ``first_share`` mixes in the average over the top-k cells of
+    the first frame alone, where there are any."""
     c, h, w = query.shape
     k = memories[0][0].shape[0]
     out = torch.zeros(k, h, w)
     for y in range(h):
         for x in range(w):
             top, left = (y // tile) * tile, (x // tile) * tile
-            sims, values, valid = [], [], []
-            for (masks, ok, keys), radius, step in zip(
-                memories, radii, steps or [1] * len(radii), strict=True
+            sims, values, valid, frame = [], [], [], []
+            for number, ((masks, ok, keys), radius, step) in enumerate(
+                zip(memories, radii, steps or [1] * len(radii), strict=True)
             ):
                 ys = [y for y in range(top - radius, top + tile + radius, step) if 0 <= y < h]
                 xs = [x for x in range(left - radius, left + tile + radius, step) if 0 <= x < w]
@@ -29,11 +30,17 @@ def reference(query, memories, radii, tile, top_k, temperature, steps=None):
                         sims.append(float(query[:, y, x] @ keys[:, my, mx]))
                         values.append(masks[:, my, mx])
                         valid.append(ok.float())
+                        frame.append(number)
             sims_t = torch.tensor(sims)
             best, index = sims_t.topk(min(top_k, len(sims)))
             weight = torch.softmax(best / temperature, 0)[None] * torch.stack(valid)[index].T
             picked = torch.stack(values)[index].T
             out[:, y, x] = (weight * picked).sum(1) / weight.sum(1).clamp_min(1e-6)
+            if first_share is not None:
+                first = weight * (torch.tensor(frame)[index] == 0)[None]
+                alone = (first * picked).sum(1) / first.sum(1).clamp_min(1e-6)
+                share = first_share * (first.sum(1) > 1e-6)
+                out[:, y, x] = (1 - share) * out[:, y, x] + share * alone
     return out
 
 
@@ -58,11 +65,13 @@ def test_read_matches_the_cell_by_cell_definition() -> None:
         (cut_windows(frame_keys, radius, tile), masks, ok)
         for (masks, ok, frame_keys), radius in zip(frames, radii, strict=True)
     ]
-    got, alone = read(query, memories, top_k=5, temperature=0.1, first_alone=True)
+    got = read(query, memories, top_k=5, temperature=0.1)
     expected = reference(query, frames, radii, tile, top_k=5, temperature=0.1)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
-    first = reference(query, frames[:1], radii[:1], tile, top_k=5, temperature=0.1)
-    torch.testing.assert_close(alone, first, atol=1e-5, rtol=1e-4)
+    share = torch.linspace(0, 1, k)
+    got = read(query, memories, top_k=5, temperature=0.1, first_share=share)
+    expected = reference(query, frames, radii, tile, top_k=5, temperature=0.1, first_share=share)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
 
 
 def test_a_stepped_window_reads_every_other_cell() -> None:

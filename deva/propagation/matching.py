@@ -105,8 +105,8 @@ def read(
     *,
     top_k: int,
     temperature: float,
-    first_alone: bool = False,
-) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    first_share: torch.Tensor | None = None,
+) -> torch.Tensor:
     """(K, h, w) values for ``query`` keys (C, h, w) from ``memories``, each
     ``(windows, values (K, h, w), valid (K,) bool or (K, h, w) weights)``, all cut with the
     same tile.
@@ -114,38 +114,25 @@ def read(
     Each query cell softmaxes its ``top_k`` highest cosine affinities over all frames' windows
     (temperature ``temperature``) and averages the values there; an object averages only over
     frames where it is ``valid`` (it was known in that frame), and reads 0 where none is.
-    Values are looked up by cell index, never cut into windows, so the cost in objects is that
-    of the output. With ``first_alone``, also the readout of the first memory by itself, from
-    the same affinities.
+    ``first_share`` (K,) mixes into each object's value that share of the average over those of
+    its top-k cells that lie in the first memory, where there are any: the first frame keeps
+    its say however many later frames outvote it. Values are looked up by cell index, never cut
+    into windows, so the cost in objects is that of the output.
     """
-    tile = memories[0][0].tile
-    queries = tile_queries(query, tile).to(memories[0][0].keys.dtype)
-    sims = [torch.bmm(queries, windows.keys.transpose(1, 2)) for windows, _, _ in memories]
-    out = _readout(torch.cat(sims, dim=2), memories, query.shape[1:], top_k, temperature)
-    if not first_alone:
-        return out
-    return out, _readout(sims[0], memories[:1], query.shape[1:], top_k, temperature)
-
-
-def _readout(
-    sim: torch.Tensor,
-    memories: Sequence[tuple[Windows, torch.Tensor, torch.Tensor]],
-    grid: tuple[int, int],
-    top_k: int,
-    temperature: float,
-) -> torch.Tensor:
-    """(K, h, w) values from the (L, T², cells) affinities ``sim`` of the query tiles to the
-    windows of ``memories``, concatenated in order."""
-    h, w = grid
+    h, w = query.shape[1:]
     num_objects = memories[0][1].shape[0]
     tile = memories[0][0].tile
+    queries = tile_queries(query, tile).to(memories[0][0].keys.dtype)
+    sim = torch.cat([torch.bmm(queries, win.keys.transpose(1, 2)) for win, _, _ in memories], 2)
     top, index = sim.topk(min(top_k, sim.shape[2]), dim=2)  # (L, T², k)
+    del sim
     weight = torch.softmax(top.float() / temperature, dim=2).flatten(1)  # (L, T²·k)
     cells, offset = [], 0
     for windows, _, _ in memories:
         cells.append(windows.cells + offset)
         offset += windows.padded_grid[0] * windows.padded_grid[1]
     picked_cells = torch.cat(cells, dim=1).gather(1, index.flatten(1))  # (L, T²·k)
+    in_first = (index < memories[0][0].keys.shape[1]).unflatten(0, (1, -1))  # (1, L, T², k)
     rows, cols = -(-h // tile), -(-w // tile)
     out = weight.new_empty((num_objects, rows * tile, cols * tile))
     for start in range(0, num_objects, OBJECT_CHUNK):
@@ -154,11 +141,23 @@ def _readout(
         known = torch.cat([win.pad(_weights(ok[chunk], win.grid)) for win, _, ok in memories], 1)
         mixed = (weight * known[:, picked_cells]).unflatten(2, top.shape[1:])  # (k', L, T², k)
         picked = values[:, picked_cells].unflatten(2, top.shape[1:])
-        part = (mixed * picked).sum(-1) / mixed.sum(-1).clamp_min(1e-6)  # (k', L, T²)
+        part = _average(mixed, picked)  # (k', L, T²)
+        if first_share is not None:
+            first = mixed * in_first
+            share = first_share[chunk, None, None] * (first.sum(-1) > _EMPTY)
+            part = (1 - share) * part + share * _average(first, picked)
         count = chunk.stop - chunk.start
         part = part.reshape(count, rows, cols, tile, tile).permute(0, 1, 3, 2, 4)
         out[chunk] = part.reshape(count, rows * tile, cols * tile)
     return out[:, :h, :w]
+
+
+_EMPTY = 1e-6
+
+
+def _average(weights: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """Weighted mean over the last axis; 0 where the weights are all 0."""
+    return (weights * values).sum(-1) / weights.sum(-1).clamp_min(_EMPTY)
 
 
 def _weights(valid: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
