@@ -115,6 +115,29 @@ def test_memory_is_bounded_and_state_round_trips(extractor: FeatureExtractor) ->
     )
 
 
+def test_a_state_saved_in_the_older_layout_loads(extractor: FeatureExtractor) -> None:
+    """Checkpoints written before windows became cell-major (inline keys, (L, C + 1, S²), no
+    step) resume to the same results."""
+    propagator = AppearancePropagator(extractor=extractor, permanent_step=1)
+    propagator.memorize(SCENE.images[0], SCENE.masks(0), [1, 2])
+    propagator.propagate(SCENE.images[1])
+    state = propagator.state_dict()
+
+    def older(entry: dict) -> dict:
+        w = entry.pop("windows")
+        assert entry.pop("near") is None
+        return {**entry, "keys": w["keys"].transpose(1, 2), "radius": w["radius"],
+                "tile": w["tile"], "grid": w["grid"]}  # fmt: skip
+
+    state = {**state, "permanent": older(state["permanent"]),
+             "recent": [older(entry) for entry in state["recent"]]}  # fmt: skip
+    twin = AppearancePropagator(extractor=extractor, permanent_step=1)
+    twin.load_state_dict(state)
+    np.testing.assert_array_equal(
+        twin.propagate(SCENE.images[2]), propagator.propagate(SCENE.images[2])
+    )
+
+
 def test_memory_budget_drops_recent_frames(extractor: FeatureExtractor) -> None:
     free = AppearancePropagator(extractor=extractor, recent=3)
     free.memorize(SCENE.images[0], SCENE.masks(0), [1, 2])

@@ -55,9 +55,14 @@ class _Frame:
     masks: torch.Tensor
     valid: torch.Tensor
     confidence: torch.Tensor | None = None  # (h, w) in [0, 1]; None = certain everywhere
+    near: Windows | None = None  # a dense inner window set when ``windows`` skips cells
+
+    def window_sets(self) -> list[Windows]:
+        return [self.windows] if self.near is None else [self.near, self.windows]
 
     def nbytes(self) -> int:
-        return self.windows.nbytes() + self.masks.numel() * 4 + self.valid.numel()
+        windows = sum(w.nbytes() for w in self.window_sets())
+        return windows + self.masks.numel() * 4 + self.valid.numel()
 
 
 @dataclass
@@ -298,13 +303,15 @@ class AppearancePropagator:
     def state_dict(self) -> dict[str, object]:
         """The remembered frames and prototypes (not the settings), for resumable runs."""
 
-        def pack(frame: _Frame) -> dict[str, object]:
-            w = frame.windows
-            confidence = None if frame.confidence is None else frame.confidence.cpu()
+        def windows(w: Windows) -> dict[str, object]:
             return {"keys": w.keys.cpu(), "radius": w.radius, "tile": w.tile, "grid": w.grid,
-                    "step": w.step,
-                    "masks": frame.masks.cpu(), "valid": frame.valid.cpu(),
-                    "confidence": confidence}  # fmt: skip
+                    "step": w.step}  # fmt: skip
+
+        def pack(frame: _Frame) -> dict[str, object]:
+            confidence = None if frame.confidence is None else frame.confidence.cpu()
+            near = None if frame.near is None else windows(frame.near)
+            return {"windows": windows(frame.windows), "near": near, "masks": frame.masks.cpu(),
+                    "valid": frame.valid.cpu(), "confidence": confidence}  # fmt: skip
 
         return {
             "object_ids": list(self._ids),
@@ -315,24 +322,23 @@ class AppearancePropagator:
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        def unpack(entry: Mapping[str, Any]) -> _Frame:
+        def windows(entry: Mapping[str, Any]) -> Windows:
             keys, step = entry["keys"], int(entry.get("step", 1))
             side = -(-(int(entry["tile"]) + 2 * int(entry["radius"])) // step)
             if keys.shape[1] != side * side:  # saved before windows were cell-major
                 keys = keys.transpose(1, 2).contiguous()
-            windows = Windows(
-                keys.to(self.device),
-                int(entry["radius"]),
-                int(entry["tile"]),
-                tuple(entry["grid"]),  # type: ignore[arg-type]
-                step,
-            )
-            confidence = entry.get("confidence")
+            grid = tuple(int(n) for n in entry["grid"])
+            return Windows(keys.to(self.device), int(entry["radius"]), int(entry["tile"]),
+                           grid, step)  # type: ignore[arg-type]  # fmt: skip
+
+        def unpack(entry: Mapping[str, Any]) -> _Frame:
+            confidence, near = entry.get("confidence"), entry.get("near")
             return _Frame(
-                windows,
+                windows(entry.get("windows", entry)),  # older states: the windows inline
                 entry["masks"].to(self.device),
                 entry["valid"].to(self.device),
                 None if confidence is None else confidence.to(self.device),
+                None if near is None else windows(near),
             )
 
         self.reset()
@@ -374,9 +380,14 @@ class AppearancePropagator:
         )
 
     def _frame(self, keys: torch.Tensor, small: torch.Tensor, radius: int, step: int = 1) -> _Frame:
+        """A frame to remember; a window read every ``step``-th cell gets a dense inner
+        window set of the recent frames' radius, so nearby detail is kept."""
         valid = torch.ones(small.shape[0], dtype=torch.bool, device=self.device)
-        windows = cut_windows(keys.to(self._match_dtype), radius, self.tile, step)
-        return _Frame(windows, small, valid)
+        keys = keys.to(self._match_dtype)
+        if step == 1 or radius <= self.radius:
+            return _Frame(cut_windows(keys, radius, self.tile), small, valid)
+        windows = cut_windows(keys, radius, self.tile, step, hole=self.radius)
+        return _Frame(windows, small, valid, near=cut_windows(keys, self.radius, self.tile))
 
     def _step(self, image: np.ndarray) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Read the objects at ``image``: their (K, h, w) probabilities on the key grid and the
@@ -482,14 +493,20 @@ class AppearancePropagator:
     ) -> torch.Tensor:
         memories = [
             (
-                f.windows,
+                windows,
                 f.masks,
                 f.valid if f.confidence is None else f.valid[:, None, None] * f.confidence,
             )
             for f in frames
+            for windows in f.window_sets()
         ]
         return read(
-            keys, memories, top_k=self.top_k, temperature=self.temperature, first_share=first_share
+            keys,
+            memories,
+            top_k=self.top_k,
+            temperature=self.temperature,
+            first_share=first_share,
+            first_memories=len(frames[0].window_sets()),
         )
 
 

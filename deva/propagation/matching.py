@@ -71,8 +71,11 @@ class Windows:
         return self.keys.numel() * self.keys.element_size()
 
 
-def cut_windows(keys: torch.Tensor, radius: int, tile: int, step: int = 1) -> Windows:
-    """(C, h, w) memory keys -> their ``Windows``."""
+def cut_windows(
+    keys: torch.Tensor, radius: int, tile: int, step: int = 1, hole: int | None = None
+) -> Windows:
+    """(C, h, w) memory keys -> their ``Windows``; with ``hole``, the cells within ``hole`` of
+    the tile are left out (a denser window set of the same frame reads them)."""
     c, h, w = keys.shape
     frame = Windows(keys, radius, tile, (h, w), step)
     inside = torch.zeros_like(keys[:1])
@@ -81,6 +84,10 @@ def cut_windows(keys: torch.Tensor, radius: int, tile: int, step: int = 1) -> Wi
     padded[c, radius : radius + h, radius : radius + w] = 0.0
     # Gathering rows of the cell-major keys is ~10x faster than F.unfold (bfloat16, CPU).
     cut = padded.flatten(1).T.contiguous()[frame.cells]
+    if hole is not None:
+        offset = torch.arange(frame.side, device=keys.device) * step - radius
+        near = (offset >= -hole) & (offset < tile + hole)
+        cut[:, (near[:, None] & near[None, :]).flatten(), c] = _OUTSIDE
     return Windows(cut, radius, tile, (h, w), step)
 
 
@@ -106,6 +113,7 @@ def read(
     top_k: int,
     temperature: float,
     first_share: torch.Tensor | None = None,
+    first_memories: int = 1,
 ) -> torch.Tensor:
     """(K, h, w) values for ``query`` keys (C, h, w) from ``memories``, each
     ``(windows, values (K, h, w), valid (K,) bool or (K, h, w) weights)``, all cut with the
@@ -115,9 +123,10 @@ def read(
     (temperature ``temperature``) and averages the values there; an object averages only over
     frames where it is ``valid`` (it was known in that frame), and reads 0 where none is.
     ``first_share`` (K,) mixes into each object's value that share of the average over those of
-    its top-k cells that lie in the first memory, where there are any: the first frame keeps
-    its say however many later frames outvote it. Values are looked up by cell index, never cut
-    into windows, so the cost in objects is that of the output.
+    its top-k cells that lie in the first ``first_memories`` memories (one frame's window sets),
+    where there are any: the first frame keeps its say however many later frames outvote it.
+    Values are looked up by cell index, never cut into windows, so the cost in objects is that
+    of the output.
     """
     h, w = query.shape[1:]
     num_objects = memories[0][1].shape[0]
@@ -132,7 +141,8 @@ def read(
         cells.append(windows.cells + offset)
         offset += windows.padded_grid[0] * windows.padded_grid[1]
     picked_cells = torch.cat(cells, dim=1).gather(1, index.flatten(1))  # (L, T²·k)
-    in_first = (index < memories[0][0].keys.shape[1]).unflatten(0, (1, -1))  # (1, L, T², k)
+    first_cells = sum(win.keys.shape[1] for win, _, _ in memories[:first_memories])
+    in_first = (index < first_cells).unflatten(0, (1, -1))  # (1, L, T², k)
     rows, cols = -(-h // tile), -(-w // tile)
     out = weight.new_empty((num_objects, rows * tile, cols * tile))
     for start in range(0, num_objects, OBJECT_CHUNK):
