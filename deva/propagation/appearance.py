@@ -305,7 +305,7 @@ class AppearancePropagator:
 
         def windows(w: Windows) -> dict[str, object]:
             return {"keys": w.keys.cpu(), "radius": w.radius, "tile": w.tile, "grid": w.grid,
-                    "step": w.step}  # fmt: skip
+                    "step": w.step, "hole": w.hole}  # fmt: skip
 
         def pack(frame: _Frame) -> dict[str, object]:
             confidence = None if frame.confidence is None else frame.confidence.cpu()
@@ -323,13 +323,12 @@ class AppearancePropagator:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         def windows(entry: Mapping[str, Any]) -> Windows:
-            keys, step = entry["keys"], int(entry.get("step", 1))
-            side = -(-(int(entry["tile"]) + 2 * int(entry["radius"])) // step)
-            if keys.shape[1] != side * side:  # saved before windows were cell-major
+            keys, step, hole = entry["keys"], entry.get("step"), entry.get("hole")
+            if step is None:  # saved before windows were cell-major: (L, C + 1, S²)
                 keys = keys.transpose(1, 2).contiguous()
             grid = tuple(int(n) for n in entry["grid"])
             return Windows(keys.to(self.device), int(entry["radius"]), int(entry["tile"]),
-                           grid, step)  # type: ignore[arg-type]  # fmt: skip
+                           grid, int(step or 1), hole)  # type: ignore[arg-type]  # fmt: skip
 
         def unpack(entry: Mapping[str, Any]) -> _Frame:
             confidence, near = entry.get("confidence"), entry.get("near")

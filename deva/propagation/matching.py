@@ -24,15 +24,18 @@ _OUTSIDE = -1.0e4
 
 @dataclass(frozen=True)
 class Windows:
-    """A memory frame's keys, one window per query tile: (L, S², C + 1), the cells within
-    ``radius`` of the tile taken every ``step`` cells (S = ceil((tile + 2·radius) / step)); the
-    extra channel holds 0 inside the frame and ``_OUTSIDE`` on the padding."""
+    """A memory frame's keys, one window per query tile: (L, N, C + 1), the cells within
+    ``radius`` of the tile taken every ``step`` cells (S = ceil((tile + 2·radius) / step) per
+    side), less those within ``hole`` of the tile (a denser window set of the same frame reads
+    them): N of the S² positions. The extra channel holds 0 inside the frame and ``_OUTSIDE``
+    on the padding."""
 
     keys: torch.Tensor
     radius: int
     tile: int
     grid: tuple[int, int]
     step: int = 1
+    hole: int | None = None
 
     @property
     def side(self) -> int:
@@ -61,7 +64,11 @@ class Windows:
         offset = torch.arange(self.side, device=self.keys.device) * self.step
         ys = (tiles_y[:, None] + offset[None])[:, None, :, None]  # (Ty, 1, S, 1)
         xs = (tiles_x[:, None] + offset[None])[None, :, None, :]  # (1, Tx, 1, S)
-        return (ys * cols + xs).reshape(len(tiles_y) * len(tiles_x), self.side**2)
+        cells = (ys * cols + xs).reshape(len(tiles_y) * len(tiles_x), self.side**2)
+        if self.hole is None:
+            return cells
+        near = (offset - self.radius >= -self.hole) & (offset - self.radius < self.tile + self.hole)
+        return cells[:, ~(near[:, None] & near[None, :]).flatten()]
 
     def pad(self, values: torch.Tensor) -> torch.Tensor:
         """(K, h, w) values on the frame's grid -> (K, padded cells), 0 on the padding."""
@@ -77,18 +84,14 @@ def cut_windows(
     """(C, h, w) memory keys -> their ``Windows``; with ``hole``, the cells within ``hole`` of
     the tile are left out (a denser window set of the same frame reads them)."""
     c, h, w = keys.shape
-    frame = Windows(keys, radius, tile, (h, w), step)
+    frame = Windows(keys, radius, tile, (h, w), step, hole)
     inside = torch.zeros_like(keys[:1])
     padded = F.pad(torch.cat([keys, inside]), frame.padding, value=0.0)
     padded[c] = _OUTSIDE
     padded[c, radius : radius + h, radius : radius + w] = 0.0
     # Gathering rows of the cell-major keys is ~10x faster than F.unfold (bfloat16, CPU).
     cut = padded.flatten(1).T.contiguous()[frame.cells]
-    if hole is not None:
-        offset = torch.arange(frame.side, device=keys.device) * step - radius
-        near = (offset >= -hole) & (offset < tile + hole)
-        cut[:, (near[:, None] & near[None, :]).flatten(), c] = _OUTSIDE
-    return Windows(cut, radius, tile, (h, w), step)
+    return Windows(cut, radius, tile, (h, w), step, hole)
 
 
 def tile_queries(query: torch.Tensor, tile: int) -> torch.Tensor:
