@@ -85,11 +85,24 @@ def upsample_argmax(probs: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor
     rows, cols = mixed.nonzero(as_tuple=True)
     if len(rows) == 0:
         return out
-    candidates = torch.stack([c[rows, cols] for c in corners])  # (4, M)
     ry, cx = wy[rows].to(probs.dtype), wx[cols].to(probs.dtype)
     weights = ((1 - ry) * (1 - cx), (1 - ry) * cx, ry * (1 - cx), ry * cx)
-    top, bottom, left, right = y0[rows], y1[rows], x0[cols], x1[cols]
-    sources = ((top, left), (top, right), (bottom, left), (bottom, right))
-    value = sum(w * probs[candidates, y, x] for w, (y, x) in zip(weights, sources, strict=True))
-    out[rows, cols] = candidates.gather(0, value.argmax(0, keepdim=True))[0]
+    h, w = probs.shape[1:]
+    top, bottom, left, right = y0[rows] * w, y1[rows] * w, x0[cols], x1[cols]
+    sources = (top + left, top + right, bottom + left, bottom + right)
+    flat = probs.flatten()
+    winner, best_value = None, None
+    for corner in corners:
+        channel = corner[rows, cols]
+        # Linear indices into the flat (C, h, w) probabilities: one gather per corner.
+        value = sum(
+            wt * flat[channel * (h * w) + src] for wt, src in zip(weights, sources, strict=True)
+        )
+        if winner is None:
+            winner, best_value = channel, value
+            continue
+        better = value > best_value
+        winner = torch.where(better, channel, winner)
+        best_value = torch.where(better, value, best_value)
+    out[rows, cols] = winner
     return out
