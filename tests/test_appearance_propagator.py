@@ -98,7 +98,10 @@ def test_recovers_an_object_the_recent_frames_lost(extractor: FeatureExtractor) 
     assert iou(labels == 1, SCENE.square[2]) > 0.6
 
 
-def test_memory_is_bounded_and_state_round_trips(extractor: FeatureExtractor) -> None:
+def test_memory_is_bounded_and_state_round_trips() -> None:
+    # float32 affinities: bfloat16 ties at the k-th cell could resolve differently when the
+    # twin stacks the same frames in another order.
+    extractor = FeatureExtractor(precision="float32")
     propagator = AppearancePropagator(extractor=extractor, recent=2)
     propagator.memorize(SCENE.images[0], SCENE.masks(0), [1, 2])
     sizes = []
@@ -110,14 +113,17 @@ def test_memory_is_bounded_and_state_round_trips(extractor: FeatureExtractor) ->
     twin = AppearancePropagator(extractor=extractor, recent=2)
     twin.load_state_dict(propagator.state_dict())
     assert twin.object_ids == propagator.object_ids
-    np.testing.assert_array_equal(
-        twin.propagate(SCENE.images[5]), propagator.propagate(SCENE.images[5])
+    # The twin stacks its frames' keys in frame order, the original in the slots they took:
+    # the same sums, added in another order.
+    np.testing.assert_allclose(
+        twin.propagate(SCENE.images[5]), propagator.propagate(SCENE.images[5]), atol=1e-5
     )
 
 
-def test_a_state_saved_in_the_older_layout_loads(extractor: FeatureExtractor) -> None:
+def test_a_state_saved_in_the_older_layout_loads() -> None:
     """Checkpoints written before windows became cell-major (inline keys, (L, C + 1, S²), no
     step) resume to the same results."""
+    extractor = FeatureExtractor(precision="float32")
     propagator = AppearancePropagator(extractor=extractor, permanent_step=1)
     propagator.memorize(SCENE.images[0], SCENE.masks(0), [1, 2])
     propagator.propagate(SCENE.images[1])
@@ -133,8 +139,8 @@ def test_a_state_saved_in_the_older_layout_loads(extractor: FeatureExtractor) ->
              "recent": [older(entry) for entry in state["recent"]]}  # fmt: skip
     twin = AppearancePropagator(extractor=extractor, permanent_step=1)
     twin.load_state_dict(state)
-    np.testing.assert_array_equal(
-        twin.propagate(SCENE.images[2]), propagator.propagate(SCENE.images[2])
+    np.testing.assert_allclose(
+        twin.propagate(SCENE.images[2]), propagator.propagate(SCENE.images[2]), atol=1e-5
     )
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -177,6 +177,7 @@ class AppearancePropagator:
         self._prototypes: dict[int, torch.Tensor] = {}
         self._last: _Encoded | None = None
         self._propagated: _Encoded | None = None  # the frame whose readout ends self._recent
+        self._slots: tuple[list[tuple[_Frame, str]], torch.Tensor] | None = None
         if self._flow is not None:
             self._flow.reset()
 
@@ -304,8 +305,8 @@ class AppearancePropagator:
         """The remembered frames and prototypes (not the settings), for resumable runs."""
 
         def windows(w: Windows) -> dict[str, object]:
-            return {"keys": w.keys.cpu(), "radius": w.radius, "tile": w.tile, "grid": w.grid,
-                    "step": w.step, "hole": w.hole}  # fmt: skip
+            return {"keys": w.keys.cpu().clone(), "radius": w.radius, "tile": w.tile,
+                    "grid": w.grid, "step": w.step, "hole": w.hole}  # fmt: skip
 
         def pack(frame: _Frame) -> dict[str, object]:
             confidence = None if frame.confidence is None else frame.confidence.cpu()
@@ -443,7 +444,7 @@ class AppearancePropagator:
         """(K, h, w) grid probabilities of ``small`` masks at ``src`` keys read at
         ``dst_image`` through a temporary one-frame memory."""
         frame = self._frame(src, small, self.permanent_radius)
-        return self._read(self._keys(dst_image), [frame])
+        return self._read(self._keys(dst_image), [frame], keep=False)
 
     def _push(self, frame: _Frame) -> None:
         self._recent.append(frame)
@@ -488,16 +489,28 @@ class AppearancePropagator:
                 self._prototypes[obj] = prototype
 
     def _read(
-        self, keys: torch.Tensor, frames: list[_Frame], first_share: torch.Tensor | None = None
+        self,
+        keys: torch.Tensor,
+        frames: list[_Frame],
+        first_share: torch.Tensor | None = None,
+        keep: bool = True,
     ) -> torch.Tensor:
+        """Read ``frames`` at ``keys``; ``keep``: they are the memory, whose stacked keys are
+        kept between reads (not a temporary frame of ``align``)."""
+        if keep:
+            slots, stacked = self._stacked(frames)
+        else:
+            slots = [
+                (f, a) for f in frames for a in ("near", "windows") if getattr(f, a) is not None
+            ]
+            stacked = None
         memories = [
             (
-                windows,
+                getattr(f, attr),
                 f.masks,
                 f.valid if f.confidence is None else f.valid[:, None, None] * f.confidence,
             )
-            for f in frames
-            for windows in f.window_sets()
+            for f, attr in slots
         ]
         return read(
             keys,
@@ -506,7 +519,46 @@ class AppearancePropagator:
             temperature=self.temperature,
             first_share=first_share,
             first_memories=len(frames[0].window_sets()),
+            stacked=stacked,
         )
+
+    def _stacked(self, frames: list[_Frame]) -> tuple[list[tuple[_Frame, str]], torch.Tensor]:
+        """Every window set of ``frames`` as (frame, attribute) slots and their keys in one
+        (L, N, C + 1) tensor, kept between reads: a frame that replaces one of the same size is
+        copied into its slot, so each read is one matrix product with no concatenation. The
+        frames' windows become views of that tensor, so the keys are held once."""
+        wanted = [
+            (f, attr)
+            for f in frames
+            for attr in ("near", "windows")
+            if getattr(f, attr) is not None
+        ]
+        if self._slots is not None and frames and frames[0] is self._slots[0][0][0]:
+            slots, stacked = self._slots
+            ids = {(id(f), attr) for f, attr in wanted}
+            held = {(id(f), attr) for f, attr in slots}
+            new = [slot for slot in wanted if (id(slot[0]), slot[1]) not in held]
+            gone = [i for i, (f, attr) in enumerate(slots) if (id(f), attr) not in ids]
+            if len(new) == len(gone) and all(
+                getattr(slots[i][0], slots[i][1]).keys.shape == getattr(f, attr).keys.shape
+                for i, (f, attr) in zip(gone, new, strict=True)
+            ):
+                starts = np.cumsum([0] + [getattr(f, a).keys.shape[1] for f, a in slots])
+                for i, (f, attr) in zip(gone, new, strict=True):
+                    view = stacked[:, starts[i] : starts[i + 1]]
+                    view.copy_(getattr(f, attr).keys)
+                    setattr(f, attr, replace(getattr(f, attr), keys=view))
+                    slots[i] = (f, attr)
+                return slots, stacked
+        stacked = torch.cat([getattr(f, attr).keys for f, attr in wanted], dim=1)
+        start = 0
+        for f, attr in wanted:
+            windows = getattr(f, attr)
+            end = start + windows.keys.shape[1]
+            setattr(f, attr, replace(windows, keys=stacked[:, start:end]))
+            start = end
+        self._slots = (wanted, stacked)
+        return wanted, stacked
 
 
 def _grid(keys: torch.Tensor) -> tuple[int, int]:

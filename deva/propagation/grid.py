@@ -47,11 +47,14 @@ def pool_ids(index: np.ndarray, count: int, grid: tuple[int, int]) -> torch.Tens
     x, col, col_size = _windows(index.shape[1], cols)
     labels = torch.from_numpy(np.ascontiguousarray(index, dtype=np.int64))[y][:, x]
     cell = row[:, None] * cols + col[None, :]
-    inside = labels > 0
-    pairs = (labels[inside] - 1) * (rows * cols) + cell[inside]
-    sums = torch.bincount(pairs, minlength=count * rows * cols).float()
+    # Background pairs are counted too (row 0, dropped): cheaper than selecting the labelled.
+    sums = torch.bincount(
+        (labels * (rows * cols) + cell).flatten(), minlength=(count + 1) * rows * cols
+    )
     area = (row_size[:, None] * col_size[None, :]).flatten().float()
-    return (sums.reshape(count, rows * cols) / area).reshape(count, rows, cols)
+    return (sums[rows * cols :].float().reshape(count, rows * cols) / area).reshape(
+        count, rows, cols
+    )
 
 
 def upsample(probs: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
@@ -77,23 +80,26 @@ def upsample_argmax(probs: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor
     is largest at none of the four cells is never chosen (it can win only in a near tie).
     """
     best = probs.argmax(0)
-    y0, y1, wy = (t.to(probs.device) for t in _source(shape[0], probs.shape[1]))
-    x0, x1, wx = (t.to(probs.device) for t in _source(shape[1], probs.shape[2]))
-    corners = [best[y][:, x] for y in (y0, y1) for x in (x0, x1)]
-    out = corners[0].clone()
-    mixed = (corners[0] != corners[1]) | (corners[0] != corners[2]) | (corners[0] != corners[3])
-    rows, cols = mixed.nonzero(as_tuple=True)
+    h, w = best.shape
+    y0, y1, wy = (t.to(probs.device) for t in _source(shape[0], h))
+    x0, x1, wx = (t.to(probs.device) for t in _source(shape[1], w))
+    down = torch.arange(1, h + 1, device=best.device).clamp_max(h - 1)
+    across = torch.arange(1, w + 1, device=best.device).clamp_max(w - 1)
+    # Whether the four cells a pixel reads from agree, decided once per cell on the grid.
+    agree = (best == best[:, across]) & (best == best[down]) & (best == best[down][:, across])
+    cell = (y0[:, None] * w + x0[None, :]).flatten()
+    out = best.flatten()[cell].reshape(shape)
+    rows, cols = (~agree.flatten()[cell]).reshape(shape).nonzero(as_tuple=True)
     if len(rows) == 0:
         return out
+    corners = [best[y[rows], x[cols]] for y in (y0, y1) for x in (x0, x1)]
     ry, cx = wy[rows].to(probs.dtype), wx[cols].to(probs.dtype)
     weights = ((1 - ry) * (1 - cx), (1 - ry) * cx, ry * (1 - cx), ry * cx)
-    h, w = probs.shape[1:]
     top, bottom, left, right = y0[rows] * w, y1[rows] * w, x0[cols], x1[cols]
     sources = (top + left, top + right, bottom + left, bottom + right)
     flat = probs.flatten()
     winner, best_value = None, None
-    for corner in corners:
-        channel = corner[rows, cols]
+    for channel in corners:
         # Linear indices into the flat (C, h, w) probabilities: one gather per corner.
         value = sum(
             wt * flat[channel * (h * w) + src] for wt, src in zip(weights, sources, strict=True)

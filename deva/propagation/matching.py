@@ -117,6 +117,7 @@ def read(
     temperature: float,
     first_share: torch.Tensor | None = None,
     first_memories: int = 1,
+    stacked: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """(K, h, w) values for ``query`` keys (C, h, w) from ``memories``, each
     ``(windows, values (K, h, w), valid (K,) bool or (K, h, w) weights)``, all cut with the
@@ -129,13 +130,15 @@ def read(
     its top-k cells that lie in the first ``first_memories`` memories (one frame's window sets),
     where there are any: the first frame keeps its say however many later frames outvote it.
     Values are looked up by cell index, never cut into windows, so the cost in objects is that
-    of the output.
+    of the output. ``stacked``: the memories' window keys already concatenated (L, N, C + 1).
     """
     h, w = query.shape[1:]
     num_objects = memories[0][1].shape[0]
     tile = memories[0][0].tile
     queries = tile_queries(query, tile).to(memories[0][0].keys.dtype)
-    sim = torch.cat([torch.bmm(queries, win.keys.transpose(1, 2)) for win, _, _ in memories], 2)
+    if stacked is None:
+        stacked = torch.cat([win.keys for win, _, _ in memories], dim=1)
+    sim = torch.bmm(queries, stacked.transpose(1, 2))
     top, index = sim.topk(min(top_k, sim.shape[2]), dim=2)  # (L, T², k)
     del sim
     weight = torch.softmax(top.float() / temperature, dim=2).flatten(1)  # (L, T²·k)
