@@ -286,3 +286,20 @@ def test_the_anchor_leaves_objects_the_first_frame_did_not_know() -> None:
     late_anchored, late_plain = (p.propagate(images[1])[2] for p in (anchored, plain))
     assert (late_plain[ids == 9] > 0.5).mean() > 0.9
     np.testing.assert_allclose(late_anchored, late_plain, atol=0.05)
+
+
+def test_a_permanent_frame_that_knows_no_object_is_replaced() -> None:
+    """Once every object the first frame knew is forgotten, the next memorized frame becomes
+    the permanent one (the anchor and the wide window then serve today's objects)."""
+    images, ids = make_scene_with_two_objects()
+    propagator = AppearancePropagator()
+    propagator.memorize_ids(images[0], np.where(ids == 7, 7, 0).astype(np.int32), [7])
+    first = propagator._permanent
+    propagator.memorize_ids(images[1], ids, [7, 9])
+    assert propagator._permanent is first  # it still knows object 7
+    propagator.forget([7])
+    propagator.memorize_ids(images[1], np.where(ids == 9, 9, 0).astype(np.int32), [9])
+    assert propagator._permanent is not first
+    assert propagator._permanent.valid.tolist() == [True]
+    labels = propagator.propagate_ids(images[1])
+    assert (labels[ids == 9] == 9).mean() > 0.9

@@ -7,7 +7,8 @@ affinity within a local window around the same position (``deva.propagation.matc
 objects are then combined by the soft aggregation of the DEVA network (spec §1.7). The tracker's
 id-map verbs read labels off the grid (``deva.propagation.grid``), so no (objects x pixels)
 stack is built; the stack verbs upsample the probabilities. The memory is the first memorized
-frame (kept for good, so an object the recent frames lost can be found again) plus the last
+frame (kept while it knows any current object, so an object the recent frames lost can be
+found again) plus the last
 ``recent`` frames, merged or propagated: bounded on any video length. The first frame's cells
 among a query's top-k keep a fixed share of its result (``anchor_weight``), so the recent
 frames cannot outvote it.
@@ -423,13 +424,16 @@ class AppearancePropagator:
 
     def _store(self, encoded: _Encoded, small: torch.Tensor, ids: list[int]) -> None:
         """Remember (K, h, w) masks on the key grid of ``image``: the first memorized frame
-        becomes the permanent one, later ones recent frames (replacing the frame's own
-        readout after a merge)."""
+        becomes the permanent one (and any later one, once the permanent frame knows none of
+        the objects: every object it knew was forgotten), later ones recent frames (replacing
+        the frame's own readout after a merge)."""
         if self._recent and self._propagated is encoded:
             self._recent.pop()
         self._propagated = None
         self._reorder(ids)
         self._update_prototypes(encoded.keys, small, ids)
+        if self._permanent is not None and ids and not bool(self._permanent.valid.any()):
+            self._permanent = None  # it knows none of today's objects: this frame replaces it
         if self._permanent is None:
             if ids:
                 self._permanent = self._frame(
