@@ -8,10 +8,9 @@ objects are then combined by the soft aggregation of the DEVA network (spec §1.
 id-map verbs read labels off the grid (``deva.propagation.grid``), so no (objects x pixels)
 stack is built; the stack verbs upsample the probabilities. The memory is the first memorized
 frame (kept while it knows any current object, so an object the recent frames lost can be
-found again) plus the last
-``recent`` frames, merged or propagated: bounded on any video length. The first frame's cells
-among a query's top-k keep a fixed share of its result (``anchor_weight``), so the recent
-frames cannot outvote it.
+found again) plus the last ``recent`` frames, merged or propagated: bounded on any video
+length. The first frame's cells among a query's top-k keep a fixed share of its result
+(``anchor_weight``), so the recent frames cannot outvote it.
 
 Optical flow was tried as a partner and left out by default (``flow_weight``): averaging the
 readout with the flow propagator's warp of the previous result halves J on fast motion
