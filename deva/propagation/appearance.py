@@ -85,17 +85,19 @@ class AppearancePropagator:
         radius: search window around a query tile in the recent frames, in key cells (8 px
             of the feature image each).
         permanent_radius: the same for the permanent first frame, wider because the object may
-            have moved far since (24 cells read every ``permanent_step``-th cell: semi-supervised
-            J&F on the six shared DAVIS clips 0.772, against 0.754 for 12 cells read whole).
+            have moved far since: read every ``permanent_step``-th cell beyond a dense centre
+            of ``radius`` (semi-supervised J&F on the six shared DAVIS clips 0.802, against
+            0.781 for 12 cells read whole; BENCHMARKS.md).
         tile: query cells per side matched together (bigger: faster, coarser windows).
-        permanent_step: the permanent window is read every this many cells (fewer candidates:
-            faster; 3 loses 0.026 J&F against 2).
+        permanent_step: the permanent window's ring is read every this many cells (fewer
+            candidates: faster; without the dense centre, 3 lost 0.026 J&F against 2).
         anchor_weight: share of each object's result read from the permanent first frame's
             cells among its top-k alone (where it has any). The recent frames follow fast
             motion but outvote the first frame, so an error they share (a look-alike, a lost
             part) persists; the anchor gives the first frame its say back (semi-supervised J&F
-            0.754 at 0.3, 0.789 at 0.5, 0.793 at 0.6, 0.785 at 0.8). Objects the first frame
-            did not know are not anchored: they have no cells there.
+            0.687 without, 0.802 at 0.6; a sweep before the dense centre gave 0.789 at 0.5,
+            0.793 at 0.6, 0.785 at 0.8, 0.778 at 1). Objects the first frame did not know are
+            not anchored: they have no cells there.
         feature_size: short side, px, that larger images are reduced to for the features
             (smaller ones are enlarged to 240 px); masks keep the input's resolution.
         precision: the encoder's arithmetic, ``auto`` (bfloat16 where the hardware runs it
