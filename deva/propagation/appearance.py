@@ -316,8 +316,15 @@ class AppearancePropagator:
             return {"windows": windows(frame.windows), "near": near, "masks": frame.masks.cpu(),
                     "valid": frame.valid.cpu(), "confidence": confidence}  # fmt: skip
 
+        order = None
+        if self._permanent is not None:
+            # The slots the next read uses: where each recent frame's keys sit in the stack.
+            slots, _ = self._stacked(self._frames())
+            recent = {id(frame): index for index, frame in enumerate(self._recent)}
+            order = [(recent[id(f)], attr) for f, attr in slots if id(f) in recent]
         return {
             "object_ids": list(self._ids),
+            "slots": order,
             "permanent": None if self._permanent is None else pack(self._permanent),
             "recent": [pack(frame) for frame in self._recent],
             "prototypes": {i: p.cpu() for i, p in self._prototypes.items()},
@@ -348,6 +355,11 @@ class AppearancePropagator:
         self._permanent = None if state["permanent"] is None else unpack(state["permanent"])
         self._recent.extend(unpack(entry) for entry in state["recent"])
         self._prototypes = {int(i): p.to(self.device) for i, p in state["prototypes"].items()}
+        order = state.get("slots")
+        if self._permanent is not None and order is not None:
+            first = [(self._permanent, a) for a in ("near", "windows")
+                     if getattr(self._permanent, a) is not None]  # fmt: skip
+            self._restack(first + [(self._recent[int(i)], str(attr)) for i, attr in order])
         if self._flow is not None and state.get("flow") is not None:
             self._flow.load_state_dict(state["flow"])
 
@@ -555,15 +567,20 @@ class AppearancePropagator:
                     setattr(f, attr, replace(getattr(f, attr), keys=view))
                     slots[i] = (f, attr)
                 return slots, stacked
-        stacked = torch.cat([getattr(f, attr).keys for f, attr in wanted], dim=1)
+        return self._restack(wanted)
+
+    def _restack(self, slots: list[tuple[_Frame, str]]) -> tuple[list[tuple[_Frame, str]], Any]:
+        """Stack the window sets ``slots`` in this order (the order decides how top-k ties
+        fall, so a resumed run restores the order its checkpoint had)."""
+        stacked = torch.cat([getattr(f, attr).keys for f, attr in slots], dim=1)
         start = 0
-        for f, attr in wanted:
+        for f, attr in slots:
             windows = getattr(f, attr)
             end = start + windows.keys.shape[1]
             setattr(f, attr, replace(windows, keys=stacked[:, start:end]))
             start = end
-        self._slots = (wanted, stacked)
-        return wanted, stacked
+        self._slots = (slots, stacked)
+        return slots, stacked
 
 
 def _grid(keys: torch.Tensor) -> tuple[int, int]:
