@@ -91,9 +91,10 @@ def test_cli_semi_supervised_run_scores_on_davis(davis_root, tmp_path):
 
 def test_cli_appearance_follows_fast_motion_that_flow_loses(davis_root, tmp_path):
     """breakdance, 20 frames: the default appearance memory keeps the dancer; optical flow
-    drifts off her (measured J&F 0.79 against 0.16)."""
+    drifts off her (measured J&F 0.69 against 0.16; 0.79 before the first frame's anchor, which
+    costs these early frames a little and gains over the whole clip, 0.559 -> 0.568)."""
     appearance = semi_supervised_cli_jf(davis_root, tmp_path / "a", "breakdance", 20)
     flow = semi_supervised_cli_jf(
         davis_root, tmp_path / "f", "breakdance", 20, "--propagator", "flow"
     )
-    assert appearance > 0.7 and appearance > flow + 0.4
+    assert appearance > 0.6 and appearance > flow + 0.4
