@@ -58,7 +58,7 @@ class _Frame:
     near: Windows | None = None  # a dense inner window set when ``windows`` skips cells
 
     def window_sets(self) -> list[Windows]:
-        return [self.windows] if self.near is None else [self.near, self.windows]
+        return [getattr(self, attr) for _, attr in _slots([self])]
 
     def nbytes(self) -> int:
         windows = sum(w.nbytes() for w in self.window_sets())
@@ -357,9 +357,8 @@ class AppearancePropagator:
         self._prototypes = {int(i): p.to(self.device) for i, p in state["prototypes"].items()}
         order = state.get("slots")
         if self._permanent is not None and order is not None:
-            first = [(self._permanent, a) for a in ("near", "windows")
-                     if getattr(self._permanent, a) is not None]  # fmt: skip
-            self._restack(first + [(self._recent[int(i)], str(attr)) for i, attr in order])
+            recent = [(self._recent[int(i)], str(attr)) for i, attr in order]
+            self._restack(_slots([self._permanent]) + recent)
         if self._flow is not None and state.get("flow") is not None:
             self._flow.load_state_dict(state["flow"])
 
@@ -517,10 +516,7 @@ class AppearancePropagator:
         if keep:
             slots, stacked = self._stacked(frames)
         else:
-            slots = [
-                (f, a) for f in frames for a in ("near", "windows") if getattr(f, a) is not None
-            ]
-            stacked = None
+            slots, stacked = _slots(frames), None
         memories = [
             (
                 getattr(f, attr),
@@ -544,12 +540,7 @@ class AppearancePropagator:
         (L, N, C + 1) tensor, kept between reads: a frame that replaces one of the same size is
         copied into its slot, so each read is one matrix product with no concatenation. The
         frames' windows become views of that tensor, so the keys are held once."""
-        wanted = [
-            (f, attr)
-            for f in frames
-            for attr in ("near", "windows")
-            if getattr(f, attr) is not None
-        ]
+        wanted = _slots(frames)
         if self._slots is not None and frames and frames[0] is self._slots[0][0][0]:
             slots, stacked = self._slots
             ids = {(id(f), attr) for f, attr in wanted}
@@ -581,6 +572,11 @@ class AppearancePropagator:
             start = end
         self._slots = (slots, stacked)
         return slots, stacked
+
+
+def _slots(frames: Sequence[_Frame]) -> list[tuple[_Frame, str]]:
+    """Each window set of ``frames`` as (frame, attribute), dense centre first."""
+    return [(f, a) for f in frames for a in ("near", "windows") if getattr(f, a) is not None]
 
 
 def _grid(keys: torch.Tensor) -> tuple[int, int]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -53,22 +53,13 @@ class Windows:
         left, right, top, bottom = self.padding
         return (self.grid[0] + top + bottom, self.grid[1] + left + right)
 
-    @cached_property
+    @property
     def cells(self) -> torch.Tensor:
-        """(L, S²) index of each window position in the padded grid, flattened; computed once
-        per remembered frame, read by every later frame."""
-        rows, cols = self.padded_grid
-        span = self.tile + 2 * self.radius
-        tiles_y = torch.arange(0, rows - span + 1, self.tile, device=self.keys.device)
-        tiles_x = torch.arange(0, cols - span + 1, self.tile, device=self.keys.device)
-        offset = torch.arange(self.side, device=self.keys.device) * self.step
-        ys = (tiles_y[:, None] + offset[None])[:, None, :, None]  # (Ty, 1, S, 1)
-        xs = (tiles_x[:, None] + offset[None])[None, :, None, :]  # (1, Tx, 1, S)
-        cells = (ys * cols + xs).reshape(len(tiles_y) * len(tiles_x), self.side**2)
-        if self.hole is None:
-            return cells
-        near = (offset - self.radius >= -self.hole) & (offset - self.radius < self.tile + self.hole)
-        return cells[:, ~(near[:, None] & near[None, :]).flatten()]
+        """(L, N) index of each window position in the padded grid, flattened; it depends on
+        the geometry alone, so every frame of a video shares one (``_window_cells``)."""
+        return _window_cells(
+            self.padded_grid, self.radius, self.tile, self.step, self.hole, self.keys.device
+        )
 
     def pad(self, values: torch.Tensor) -> torch.Tensor:
         """(K, h, w) values on the frame's grid -> (K, padded cells), 0 on the padding."""
@@ -76,6 +67,30 @@ class Windows:
 
     def nbytes(self) -> int:
         return self.keys.numel() * self.keys.element_size()
+
+
+@lru_cache(maxsize=16)
+def _window_cells(
+    padded_grid: tuple[int, int],
+    radius: int,
+    tile: int,
+    step: int,
+    hole: int | None,
+    device: torch.device,
+) -> torch.Tensor:
+    rows, cols = padded_grid
+    span = tile + 2 * radius
+    side = -(-span // step)
+    tiles_y = torch.arange(0, rows - span + 1, tile, device=device)
+    tiles_x = torch.arange(0, cols - span + 1, tile, device=device)
+    offset = torch.arange(side, device=device) * step
+    ys = (tiles_y[:, None] + offset[None])[:, None, :, None]  # (Ty, 1, S, 1)
+    xs = (tiles_x[:, None] + offset[None])[None, :, None, :]  # (1, Tx, 1, S)
+    cells = (ys * cols + xs).reshape(len(tiles_y) * len(tiles_x), side**2)
+    if hole is None:
+        return cells
+    near = (offset - radius >= -hole) & (offset - radius < tile + hole)
+    return cells[:, ~(near[:, None] & near[None, :]).flatten()]
 
 
 def cut_windows(
