@@ -179,6 +179,8 @@ def test_bad_settings_are_one_error() -> None:
         AppearancePropagator(top_k=0)
     with pytest.raises(DevaError, match="--max-memory"):
         AppearancePropagator(max_memory_mb=0)
+    with pytest.raises(DevaError, match="permanent_step"):
+        AppearancePropagator(permanent_step=0)
 
 
 def test_inference_rewrite_keeps_the_features() -> None:

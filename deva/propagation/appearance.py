@@ -136,6 +136,7 @@ class AppearancePropagator:
             (temperature > 0, f"temperature must be > 0, got {temperature}"),
             (radius >= 0 and permanent_radius >= 0, "radii must be >= 0"),
             (tile >= 1, f"tile must be >= 1, got {tile}"),
+            (permanent_step >= 1, f"permanent_step must be >= 1, got {permanent_step}"),
             (0.0 <= flow_weight <= 1.0, f"flow_weight must be in [0, 1], got {flow_weight}"),
             (0.0 <= anchor_weight <= 1.0, f"anchor_weight must be in [0, 1], got {anchor_weight}"),
             (max_memory_mb is None or max_memory_mb > 0, "--max-memory must be > 0"),
